@@ -1,0 +1,77 @@
+"""insightdb: Beanie for two-database SaaS backends.
+
+Routing of models to an admin and a customer database, settings, connections,
+lifecycle, health and a test plugin, done once. This module only re-exports; nothing
+connects or configures at import time.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from loguru import logger
+
+from insightdb.core import InsightDB
+from insightdb.documents import AdminDocument, CustomerDocument
+from insightdb.exceptions import (
+    CircuitOpenError,
+    ConfigurationError,
+    DatabaseUnavailable,
+    InsightDBError,
+    MigrationError,
+    MigrationLockError,
+    MultipleHeadsError,
+    RoutingError,
+    SeedError,
+    TenantContextError,
+    TenantIsolationError,
+    TransactionError,
+)
+from insightdb.health import GroupHealth, HealthReport
+from insightdb.lifecycle import close, connect, current, init
+from insightdb.registry import ModelRegistry, Route
+from insightdb.settings import Settings, get_settings
+
+# loguru's advice for libraries: stay silent until the application opts in with
+# logger.enable("insightdb"); the CLI and the FastAPI lifespan do so.
+logger.disable("insightdb")
+
+try:
+    __version__ = version("insightdb")
+except PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    # models and routing
+    "AdminDocument",
+    "CustomerDocument",
+    "ModelRegistry",
+    "Route",
+    # runtime
+    "InsightDB",
+    "close",
+    "connect",
+    "current",
+    "init",
+    # settings
+    "Settings",
+    "get_settings",
+    # health
+    "GroupHealth",
+    "HealthReport",
+    # errors
+    "CircuitOpenError",
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "InsightDBError",
+    "MigrationError",
+    "MigrationLockError",
+    "MultipleHeadsError",
+    "RoutingError",
+    "SeedError",
+    "TenantContextError",
+    "TenantIsolationError",
+    "TransactionError",
+    # metadata
+    "__version__",
+]

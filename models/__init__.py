@@ -1,0 +1,1 @@
+"""The example application's models: ``admin/`` for the platform, ``customer/`` for tenants."""

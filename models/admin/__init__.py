@@ -1,0 +1,1 @@
+"""Models stored in the admin (platform) database."""

@@ -1,0 +1,47 @@
+"""A platform user: unique e-mail, a role, and an Argon2 password hash (never the password)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from beanie import Indexed
+from pydantic import EmailStr, Field
+
+from insightdb import AdminDocument
+
+_hasher = PasswordHasher()
+
+
+class User(AdminDocument):
+    """A person who can sign in to the platform.
+
+    The password is hashed with Argon2id (argon2-cffi) before it is set; the hash is
+    excluded from ``repr`` and from API output by default.
+    """
+
+    email: Indexed(EmailStr, unique=True)  # type: ignore[valid-type]
+    name: str = ""
+    role: Literal["owner", "admin", "support", "viewer"] = "viewer"
+    password_hash: str = Field(default="", repr=False, exclude=True)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    class Settings:
+        name = "users"
+
+    def set_password(self, password: str) -> None:
+        """Hash ``password`` with Argon2id and keep only the hash."""
+        if len(password) < 8:
+            raise ValueError("a password needs at least 8 characters")
+        self.password_hash = _hasher.hash(password)
+
+    def verify_password(self, password: str) -> bool:
+        """Tell whether ``password`` matches the stored hash."""
+        if not self.password_hash:
+            return False
+        try:
+            return _hasher.verify(self.password_hash, password)
+        except (VerifyMismatchError, InvalidHashError):
+            return False

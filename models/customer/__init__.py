@@ -1,0 +1,1 @@
+"""Models stored in the customer (multi-tenant) database."""
