@@ -189,7 +189,10 @@ class InsightDB:
         await asyncio.gather(
             *(
                 wait_until_reachable(
-                    client, label="+".join(labels[key]), startup=self._settings.startup
+                    client,
+                    label="+".join(labels[key]),
+                    startup=self._settings.startup,
+                    attempt_timeout_s=self._settings.timeouts.server_selection_ms / 1000,
                 )
                 for key, client in clients.items()
             )

@@ -24,7 +24,11 @@ __all__ = ["wait_until_reachable"]
 
 
 async def wait_until_reachable(
-    client: AsyncMongoClient[Any], *, label: str, startup: StartupSettings
+    client: AsyncMongoClient[Any],
+    *,
+    label: str,
+    startup: StartupSettings,
+    attempt_timeout_s: float,
 ) -> float:
     """Ping ``client`` until it answers, within the attempt and time bounds.
 
@@ -32,6 +36,9 @@ async def wait_until_reachable(
         client: The client to ping.
         label: The group(s) it serves, for messages (``"admin+customer"``).
         startup: Attempts, total time and delay bounds.
+        attempt_timeout_s: The bound of one attempt (the server-selection timeout):
+            under a ``pymongo.timeout`` deadline the driver ignores
+            ``serverSelectionTimeoutMS``, so each attempt is bounded explicitly.
 
     Returns:
         The duration of the successful ping, in seconds.
@@ -69,8 +76,9 @@ async def wait_until_reachable(
         attempts += 1
         remaining = max(deadline - time.monotonic(), 0.05)
         started = time.perf_counter()
-        # pymongo.timeout bounds the attempt by what is left of the total budget.
-        with pymongo.timeout(remaining):
+        # One attempt lasts at most the server-selection timeout, and never past the
+        # total budget.
+        with pymongo.timeout(min(remaining, attempt_timeout_s)):
             await client.admin.command("ping")
         return time.perf_counter() - started
 

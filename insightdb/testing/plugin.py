@@ -111,6 +111,7 @@ def insightdb_settings(insightdb_server: ResolvedServer) -> Iterator[Settings]:
         },
     )
     yield settings
+    client: MongoClient[dict[str, Any]]
     with MongoClient(insightdb_server.uri, serverSelectionTimeoutMS=5000) as client:
         for name in names.values():
             client.drop_database(name)

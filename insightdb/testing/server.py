@@ -40,9 +40,7 @@ PYTHON_ENV_VAR = "INSIGHTDB_EMBEDDED_PYTHON"
 Engine = Literal["memory", "sqlite"]
 
 _ENGINES: tuple[str, ...] = ("memory", "sqlite")
-_SERVE_MODULE = "insightdb.testing._serve"
-# The directory holding the ``insightdb`` package, so the child imports it even uninstalled.
-_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+_SERVE_SCRIPT = str(Path(__file__).resolve().with_name("_serve.py"))
 _POLL_SECONDS = 0.02
 _CONNECT_TIMEOUT = 2.0
 
@@ -110,7 +108,9 @@ def _command(
     port: int,
     ready_file: Path | None,
 ) -> list[str]:
-    cmd = [python, "-m", _SERVE_MODULE, "--engine", engine, "--host", host, "--port", str(port)]
+    # Run the script by path, not with -m: -m would import the insightdb package (and
+    # Beanie, PyMongo...) into the server's interpreter, which needs only mongoeco.
+    cmd = [python, _SERVE_SCRIPT, "--engine", engine, "--host", host, "--port", str(port)]
     if data_dir is not None:
         cmd += ["--data-dir", os.path.abspath(data_dir)]
     if ready_file is not None:
@@ -119,10 +119,8 @@ def _command(
 
 
 def _child_env() -> dict[str, str]:
-    # The child inherits the environment, plus the source root so it works uninstalled.
+    # The child inherits the environment; the script needs only the stdlib and mongoeco.
     env = dict(os.environ)
-    paths = [_SOURCE_ROOT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

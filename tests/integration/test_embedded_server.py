@@ -217,3 +217,11 @@ def test_child_ignoring_sigterm_is_killed_and_its_server_exits(tmp_path: Path) -
         port = server.port
     assert _exits_within(inner, seconds=5)
     assert _refuses(port)
+
+
+def test_no_suitable_python_is_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PYTHON_ENV_VAR, raising=False)
+    monkeypatch.setattr(sys, "version_info", (3, 12, 0))
+    with pytest.raises(ConfigurationError, match=PYTHON_ENV_VAR) as info:
+        EmbeddedServer()
+    assert "\n" not in str(info.value)

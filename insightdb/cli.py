@@ -1,0 +1,439 @@
+"""The ``insightdb`` command line: a thin map from argv onto insightdb's functions.
+
+:func:`main` is the console script. It is the only place that configures logging (one
+loguru sink on stderr), and it turns an :class:`~insightdb.exceptions.InsightDBError` into
+one ``error: <message>`` line — exit status 2 for configuration and routing errors, 1 for
+the rest — or into a full traceback with ``--traceback``. Commands load settings lazily
+through :class:`CLIState`, so ``--version`` and ``server`` never read ``settings.toml``.
+
+Command groups added later (``migrate``, ``seed``) are typer apps registered in
+:func:`build_app` with ``app.add_typer(migrate_app, name="migrate")``; their commands reach
+the global options and the settings with :func:`get_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+from loguru import logger
+
+import insightdb
+from insightdb._redact import mask_text
+from insightdb.exceptions import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InsightDBError,
+    RoutingError,
+)
+from insightdb.health import HealthReport
+from insightdb.registry import build_registry
+from insightdb.settings import Settings, get_settings
+
+__all__ = ["CLIState", "build_app", "get_state", "main", "put_project_on_path"]
+
+_LOG_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {extra[_masked]}\n"
+_USAGE_ERRORS = (ConfigurationError, RoutingError)
+
+
+class Environment(StrEnum):
+    """The environments ``--env`` accepts."""
+
+    development = "development"
+    testing = "testing"
+    staging = "staging"
+    production = "production"
+
+
+class LogLevel(StrEnum):
+    """The levels ``--log-level`` accepts (loguru's names)."""
+
+    TRACE = "TRACE"
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    SUCCESS = "SUCCESS"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+class OutputFormat(StrEnum):
+    """The formats of ``config show``."""
+
+    json = "json"
+    toml = "toml"
+
+
+class EngineChoice(StrEnum):
+    """The storage engines of the embedded server."""
+
+    memory = "memory"
+    sqlite = "sqlite"
+
+
+@dataclass
+class CLIState:
+    """The global options of one invocation, shared by every command through ``ctx.obj``.
+
+    Attributes:
+        env: The ``--env`` value; ``None`` lets settings use ``INSIGHTDB_ENV``.
+        settings_files: The ``--settings`` files, in order; empty means the defaults.
+        traceback: Whether ``--traceback`` was given.
+        log_level: The level of the stderr log sink: ``--log-level``, else the
+            settings' ``log_level`` once loaded, else ``INFO``.
+    """
+
+    env: str | None = None
+    settings_files: tuple[Path, ...] = ()
+    traceback: bool = False
+    log_level: str = "INFO"
+    _level_from_option: bool = field(default=False, repr=False)
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def set_log_level(self, level: str, *, explicit: bool = False) -> None:
+        """Change the sink's level; an explicit ``--log-level`` wins over settings."""
+        if explicit:
+            self._level_from_option = True
+        elif self._level_from_option:
+            return
+        self.log_level = level
+
+    def accepts(self, record: Mapping[str, Any]) -> bool:
+        """Tell whether a loguru record reaches stderr (the sink's filter)."""
+        return bool(record["level"].no >= logger.level(self.log_level).no)
+
+    def settings(self) -> Settings:
+        """Load the settings once, from the global options, and return them.
+
+        Raises:
+            ConfigurationError: A setting is invalid or missing.
+        """
+        if self._settings is None:
+            files = list(self.settings_files) or None
+            self._settings = get_settings(env=self.env, settings_files=files)
+            self.set_log_level(self._settings.log_level)
+        return self._settings
+
+
+def get_state(ctx: typer.Context) -> CLIState:
+    """Return the invocation's :class:`CLIState` (created if the app runs without main)."""
+    return ctx.ensure_object(CLIState)
+
+
+def put_project_on_path() -> None:
+    """Put the working directory first on ``sys.path`` so the project's packages import.
+
+    The console script's ``sys.path`` starts with its own ``bin`` directory, and an
+    installed copy of a ``models`` package must not shadow the project being worked on.
+    """
+    cwd = os.getcwd()
+    if not sys.path or os.path.abspath(sys.path[0] or os.curdir) != cwd:
+        sys.path.insert(0, cwd)
+
+
+# --- global options -------------------------------------------------------------------
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"insightdb {insightdb.__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the insightdb version and exit.",
+        ),
+    ] = False,
+    env: Annotated[
+        Environment | None,
+        typer.Option("--env", help="The environment; defaults to INSIGHTDB_ENV, then development."),
+    ] = None,
+    settings_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--settings",
+            metavar="FILE",
+            help="A settings file to layer (repeatable); default settings.toml, .secrets.toml.",
+        ),
+    ] = None,
+    show_traceback: Annotated[
+        bool, typer.Option("--traceback", help="Print the full traceback of an error.")
+    ] = False,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option("--log-level", case_sensitive=False, help="Log level on stderr."),
+    ] = None,
+) -> None:
+    """insightdb: routing, health and tooling for two-database Beanie applications."""
+    state = get_state(ctx)
+    state.env = env.value if env is not None else None
+    state.settings_files = tuple(settings_files or ())
+    state.traceback = show_traceback
+    if log_level is not None:
+        state.set_log_level(log_level.value, explicit=True)
+    put_project_on_path()
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def config_show(
+    ctx: typer.Context,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", case_sensitive=False, help="Output format.")
+    ] = OutputFormat.json,
+) -> None:
+    """Print the resolved settings, secrets masked."""
+    data = get_state(ctx).settings().masked()
+    text = json.dumps(data, indent=2) if output is OutputFormat.json else _to_toml(data)
+    typer.echo(mask_text(text.rstrip("\n")))
+
+
+def models_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Print the routing table (model → group → database.collection) without connecting."""
+    settings = get_state(ctx).settings()
+    registry = build_registry(packages=settings.models)
+    rows = [
+        {
+            "model": route.name,
+            "module": route.model.__module__,
+            "group": route.group,
+            "database": settings.database(route.group).name,
+            "collection": route.collection,
+        }
+        for route in registry
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo(f"no models found in {', '.join(settings.models)}", err=True)
+        return
+    _print_routes(rows)
+
+
+def health_command(
+    ctx: typer.Context,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Bound of each group's ping, in seconds.")
+    ] = 2.0,
+) -> None:
+    """Connect, ping both databases and print a JSON report; exit 1 when not ready."""
+    report = asyncio.run(_check_health(get_state(ctx).settings(), timeout))
+    typer.echo(mask_text(json.dumps(report, indent=2)))
+    if not report["ready"]:
+        raise typer.Exit(1)
+
+
+def server_command(
+    engine: Annotated[
+        EngineChoice, typer.Option("--engine", case_sensitive=False, help="Storage engine.")
+    ] = EngineChoice.memory,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", metavar="DIR", file_okay=False, help="SQLite data directory."),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Loopback address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
+    ] = 0,
+) -> None:
+    """Run the embedded MongoDB-compatible server (an emulator) in the foreground."""
+    from insightdb.testing.server import serve_forever
+
+    code = _until_terminated(
+        lambda: serve_forever(
+            engine="sqlite" if engine is EngineChoice.sqlite else "memory",
+            data_dir=data_dir,
+            host=host,
+            port=port,
+        )
+    )
+    # A child killed by a signal reports -N; a shell reports 128 + N.
+    raise typer.Exit(code if code >= 0 else 128 - code)
+
+
+def build_app() -> typer.Typer:
+    """Build the ``insightdb`` typer application with every command group.
+
+    Returns:
+        The application; call it, or pass it to :func:`typer.main.get_command`.
+    """
+    app = typer.Typer(
+        name="insightdb",
+        no_args_is_help=True,
+        add_completion=False,
+        # Rich tracebacks with locals could print a URI's password; --traceback is plain.
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+
+    config_app = typer.Typer(name="config", no_args_is_help=True, help="Inspect settings.")
+    config_app.command("show")(config_show)
+    app.add_typer(config_app, name="config")
+
+    app.command("models")(models_command)
+    app.command("health")(health_command)
+    app.command("server")(server_command)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the ``insightdb`` command line and exit.
+
+    Args:
+        argv: The arguments; ``sys.argv[1:]`` when ``None``.
+    """
+    state = CLIState()
+    logger.remove()
+    logger.enable("insightdb")
+    logger.add(
+        sys.stderr,
+        level=0,  # the filter applies the level, which is known only after parsing
+        format=_log_format,
+        filter=state.accepts,
+        backtrace=False,
+        diagnose=False,  # variable values in tracebacks could be secrets
+    )
+    app = build_app()
+    try:
+        app(args=None if argv is None else list(argv), prog_name="insightdb", obj=state)
+    except InsightDBError as exc:
+        if state.traceback:
+            sys.stderr.write(mask_text("".join(traceback.format_exception(exc))))
+        else:
+            sys.stderr.write(f"error: {_one_line(str(exc))}\n")
+        sys.stderr.flush()
+        raise SystemExit(2 if isinstance(exc, _USAGE_ERRORS) else 1) from None
+    raise SystemExit(0)  # click exits by itself in standalone mode; this is a backstop
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _log_format(record: Any) -> str:
+    # Library messages are masked already; mask again in case an application's are not.
+    record["extra"]["_masked"] = mask_text(str(record["message"]))
+    return _LOG_FORMAT + ("{exception}" if record["exception"] else "")
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in mask_text(text).splitlines() if line.strip()]
+    return " ".join(lines) or "unknown error"
+
+
+async def _check_health(settings: Settings, timeout_s: float) -> dict[str, Any]:
+    try:
+        db = await insightdb.init(settings)
+    except DatabaseUnavailable as exc:
+        # Not a crash but the answer: nothing is reachable, so report "down".
+        report = HealthReport(status="down", groups={}).to_dict()
+        return {**report, "error": _one_line(str(exc))}
+    try:
+        health = await db.health(timeout_s=timeout_s)
+    finally:
+        await insightdb.close()
+    return health.to_dict()
+
+
+def _print_routes(rows: list[dict[str, str]]) -> None:
+    arrow = _arrow()
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("model", "group", "database.collection")
+        for row in rows:
+            table.add_row(row["model"], row["group"], f"{row['database']}.{row['collection']}")
+        Console().print(table)
+        return
+    # Plain lines for pipes and grep: one route per line, whatever the width.
+    name_width = max(len(row["model"]) for row in rows)
+    group_width = max(len(row["group"]) for row in rows)
+    for row in rows:
+        typer.echo(
+            f"{row['model']:<{name_width}} {arrow} {row['group']:<{group_width}} {arrow} "
+            f"{row['database']}.{row['collection']}"
+        )
+
+
+def _arrow() -> str:
+    try:
+        "→".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "->"
+    return "→"
+
+
+def _until_terminated(run: Callable[[], int]) -> int:
+    """Run ``run`` with SIGTERM handled like Ctrl-C, so a foreground child is stopped too."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _to_toml(data: Mapping[str, Any]) -> str:
+    """Render nested settings data as TOML (``None`` values are left out: TOML has no null)."""
+    lines: list[str] = []
+    _toml_table(lines, (), data)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _toml_table(lines: list[str], path: tuple[str, ...], table: Mapping[str, Any]) -> None:
+    scalars = [(k, v) for k, v in table.items() if not isinstance(v, Mapping) and v is not None]
+    if path and scalars:
+        lines += ["", f"[{'.'.join(_toml_key(part) for part in path)}]"]
+    lines += [f"{_toml_key(key)} = {_toml_value(value)}" for key, value in scalars]
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            _toml_table(lines, (*path, key), value)
+
+
+def _toml_key(key: str) -> str:
+    bare = key and all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in key)
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+    # JSON's string escapes are all valid in TOML basic strings.
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""FastAPI integration: a ``lifespan`` that starts and stops insightdb, and health probes.
+
+:func:`lifespan` is the one place a FastAPI application starts insightdb (Starlette
+deprecates ``on_startup``/``on_shutdown``): it enables insightdb's loguru logging,
+awaits :func:`insightdb.init`, keeps the runtime on ``app.state.insightdb`` and closes
+it on shutdown. :func:`get_db` hands that runtime to request handlers as a dependency,
+and :func:`health_router` adds the liveness and readiness probes an orchestrator polls.
+Importing this module needs FastAPI (``pip install "insightdb[fastapi]"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Literal, get_args
+
+try:
+    from fastapi import APIRouter, Request
+    from fastapi.responses import JSONResponse
+    from starlette.applications import Starlette
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
+    if exc.name not in {"fastapi", "starlette"}:
+        raise
+    raise ImportError(
+        'insightdb.fastapi needs FastAPI, which is not installed: pip install "insightdb[fastapi]"'
+    ) from exc
+
+from beanie import Document
+from loguru import logger
+
+from insightdb import lifecycle
+from insightdb.core import InsightDB
+from insightdb.exceptions import ConfigurationError, InsightDBError
+from insightdb.settings import Settings
+
+__all__ = ["MigrationsMode", "get_db", "health_router", "lifespan"]
+
+MigrationsMode = Literal["check", "apply", "ignore"]
+"""What :func:`lifespan` does about pending migrations at startup."""
+
+_NOT_STARTED = "insightdb is not started"
+
+
+def lifespan(
+    settings: Settings | None = None,
+    *,
+    migrations: MigrationsMode = "ignore",
+    models: Iterable[type[Document]] | None = None,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Build a lifespan for ``FastAPI(lifespan=...)`` that runs insightdb.
+
+    On startup it enables the ``insightdb`` loguru logger (adding no sink), awaits
+    :func:`insightdb.init` and stores the runtime on ``app.state.insightdb``; on
+    shutdown it closes that runtime. A failed startup (for example
+    :class:`~insightdb.DatabaseUnavailable`) propagates, so the server refuses to start.
+
+    Args:
+        settings: Settings to start with; by default :func:`insightdb.get_settings`
+            runs at startup (not when this function is called).
+        migrations: ``"ignore"`` skips the migration check. ``"check"`` and
+            ``"apply"`` are reserved for the migrations feature and are refused until
+            it lands, when ``"check"`` becomes the default.
+        models: Explicit models to route; by default ``settings.models`` is discovered.
+
+    Returns:
+        A function taking the application and returning an async context manager.
+
+    Raises:
+        ConfigurationError: ``migrations`` is not a mode this version supports.
+
+    Example:
+        ```py
+        app = FastAPI(lifespan=insightdb.fastapi.lifespan())
+        ```
+    """
+    _check_migrations_mode(migrations)
+    chosen = tuple(models) if models is not None else None  # an iterator is read once
+
+    @asynccontextmanager
+    async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+        logger.enable("insightdb")
+        db = await lifecycle.init(settings, models=chosen)
+        app.state.insightdb = db
+        try:
+            yield
+        finally:
+            await _close(db)
+
+    return _lifespan
+
+
+def get_db(request: Request) -> InsightDB:
+    """Return the runtime :func:`lifespan` started, for ``Depends(get_db)``.
+
+    Args:
+        request: The current request (injected by FastAPI).
+
+    Raises:
+        InsightDBError: The application was not started with :func:`lifespan`.
+    """
+    db = getattr(request.app.state, "insightdb", None)
+    if not isinstance(db, InsightDB):
+        raise InsightDBError(
+            f"{_NOT_STARTED}: create the app with FastAPI(lifespan=insightdb.fastapi.lifespan())"
+        )
+    return db
+
+
+def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRouter:
+    """Build the liveness and readiness probes.
+
+    ``GET {prefix}/live`` answers 200 ``{"status": "alive"}`` while the process
+    serves requests; it does no database I/O, so a slow database never gets a healthy
+    process restarted. ``GET {prefix}/ready`` runs :meth:`InsightDB.health` and answers
+    its report (:meth:`~insightdb.HealthReport.to_dict`) with 200 when it is ready and
+    503 when not, or 503 ``{"status": "down", "error": "insightdb is not started"}``.
+
+    Args:
+        prefix: The path prefix of both probes.
+        timeout_s: The bound of each database ping of the readiness probe, in seconds.
+
+    Returns:
+        A router to pass to ``app.include_router``.
+
+    Raises:
+        ConfigurationError: ``timeout_s`` is not positive.
+    """
+    if not timeout_s > 0:
+        raise ConfigurationError(f"health_router: timeout_s must be positive (got {timeout_s!r})")
+    router = APIRouter(prefix=prefix, tags=["health"])
+
+    @router.get("/live", summary="Liveness: the process is up (no database I/O)")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get(
+        "/ready",
+        summary="Readiness: every database answers",
+        responses={503: {"description": "A database is down or insightdb is not started"}},
+    )
+    async def ready(request: Request) -> JSONResponse:
+        db = _running_db(request)
+        if db is None:
+            return _no_store(503, {"status": "down", "error": _NOT_STARTED})
+        try:
+            report = await db.health(timeout_s=timeout_s)
+        except InsightDBError:  # closed between the check above and the ping
+            return _no_store(503, {"status": "down", "error": _NOT_STARTED})
+        return _no_store(200 if report.ready else 503, report.to_dict())
+
+    return router
+
+
+def _check_migrations_mode(migrations: str) -> None:
+    if migrations not in get_args(MigrationsMode):
+        raise ConfigurationError(
+            f"lifespan: migrations={migrations!r} is not one of check, apply, ignore"
+        )
+    if migrations != "ignore":
+        raise ConfigurationError(
+            f"lifespan: migrations={migrations!r}: migrations are not available in this "
+            'version of insightdb; pass migrations="ignore"'
+        )
+
+
+async def _close(db: InsightDB) -> None:
+    # Close the process-wide runtime only if it is still ours: another init() may have
+    # replaced it (and closed ours) while the application ran.
+    try:
+        running: InsightDB | None = lifecycle.current()
+    except InsightDBError:
+        running = None
+    if running is db:
+        await lifecycle.close()
+    else:
+        await db.close()
+
+
+def _running_db(request: Request) -> InsightDB | None:
+    db = getattr(request.app.state, "insightdb", None)
+    if not isinstance(db, InsightDB):
+        # An application that called insightdb.init() itself, without lifespan().
+        try:
+            db = lifecycle.current()
+        except InsightDBError:
+            return None
+    return db if db.started else None
+
+
+def _no_store(status_code: int, content: dict[str, Any]) -> JSONResponse:
+    # Probes must see the state now, never a cached answer.
+    return JSONResponse(content, status_code=status_code, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,269 @@
+"""insightdb.fastapi against the session server: lifespan, health probes and the example app.
+
+Every application runs through ``asgi_lifespan.LifespanManager`` (so startup and
+shutdown really happen) and is called through ``httpx.ASGITransport``; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import Depends, FastAPI
+from loguru import logger
+
+import insightdb
+from insightdb import ConfigurationError, DatabaseUnavailable, InsightDB, InsightDBError, Settings
+from insightdb.fastapi import get_db, health_router, lifespan
+from models.admin.user import User
+from models.customer.client import Client
+
+pytestmark = pytest.mark.integration
+
+MODELS = [User, Client]
+STARTUP_TIMEOUT_S = 30  # the first init creates indexes; generous, only a hang guard
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logger() -> Iterator[None]:
+    # lifespan() enables insightdb's logger process-wide; leave it as the import did.
+    yield
+    logger.disable("insightdb")
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and yield a client that calls it in-process."""
+    async with (
+        LifespanManager(app, startup_timeout=STARTUP_TIMEOUT_S) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
+        ) as client,
+    ):
+        yield client
+
+
+def probe_app(settings: Settings | None) -> FastAPI:
+    """An app with the health router and a route that returns what ``get_db`` gives."""
+    app = FastAPI(lifespan=lifespan(settings, models=MODELS) if settings else None)
+    app.include_router(health_router())
+
+    @app.get("/db")
+    async def which_db(db: Annotated[InsightDB, Depends(get_db)]) -> dict[str, Any]:
+        return {"id": id(db), "env": db.settings.env}
+
+    return app
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# lifespan ---------------------------------------------------------------------------
+
+
+async def test_lifespan_starts_insightdb_and_closes_it_on_shutdown(
+    insightdb_settings: Settings,
+) -> None:
+    app = probe_app(insightdb_settings)
+    async with serve(app) as client:
+        db = app.state.insightdb
+        assert isinstance(db, InsightDB)
+        assert db.started
+        assert insightdb.current() is db
+        assert db.settings is insightdb_settings
+        assert {m.__name__ for m in db.models("admin")} == {"User"}
+        response = await client.get("/db")
+        assert response.status_code == 200
+        assert response.json() == {"id": id(db), "env": "testing"}
+    assert not db.started
+    with pytest.raises(InsightDBError):
+        insightdb.current()
+
+
+async def test_lifespan_can_start_the_same_app_twice(insightdb_settings: Settings) -> None:
+    app = probe_app(insightdb_settings)
+    for _ in range(2):
+        async with serve(app) as client:
+            assert (await client.get("/health/ready")).status_code == 200
+        assert not app.state.insightdb.started
+
+
+@pytest.mark.parametrize("mode", ["check", "apply"])
+def test_lifespan_refuses_migration_modes_until_migrations_exist(mode: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r'not available.*migrations="ignore"'):
+        lifespan(migrations=mode)
+
+
+def test_lifespan_refuses_an_unknown_migration_mode() -> None:
+    with pytest.raises(ConfigurationError, match="check, apply, ignore"):
+        lifespan(migrations="sometimes")  # type: ignore[arg-type]
+
+
+async def test_startup_fails_with_database_unavailable_when_nothing_listens() -> None:
+    uri = f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true"
+    settings = insightdb.get_settings(
+        "testing",
+        settings_files=[],
+        overrides={
+            "databases": {"admin": {"uri": uri}, "customer": {"uri": uri}},
+            "startup": {"max_attempts": 1, "max_time_s": 1},
+            "timeouts": {"server_selection_ms": 300},
+        },
+    )
+    app = probe_app(settings)
+    # asyncio.timeout is a hang guard (a bounded startup must fail well inside it),
+    # not a timing assertion.
+    async with asyncio.timeout(10):
+        with pytest.raises(DatabaseUnavailable):
+            async with LifespanManager(app, startup_timeout=10):
+                pytest.fail("the application started without a database")
+    with pytest.raises(InsightDBError):
+        insightdb.current()
+
+
+# health router ----------------------------------------------------------------------
+
+
+async def test_live_and_ready_answer_200_when_started(insightdb_settings: Settings) -> None:
+    async with serve(probe_app(insightdb_settings)) as client:
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
+    assert live.status_code == 200
+    assert live.json() == {"status": "alive"}
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ok"
+    assert body["ready"] is True
+    assert set(body["groups"]) == {"admin", "customer"}
+    assert ready.headers["cache-control"] == "no-store"
+
+
+async def test_ready_is_503_after_insightdb_closes(insightdb_settings: Settings) -> None:
+    async with serve(probe_app(insightdb_settings)) as client:
+        await insightdb.close()
+        ready = await client.get("/health/ready")
+        live = await client.get("/health/live")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "down", "error": "insightdb is not started"}
+    assert live.status_code == 200  # the process is still alive
+
+
+async def test_ready_is_503_without_lifespan() -> None:
+    app = probe_app(None)
+    async with serve(app) as client:
+        ready = await client.get("/health/ready")
+        live = await client.get("/health/live")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "down", "error": "insightdb is not started"}
+    assert live.status_code == 200
+
+
+async def test_ready_is_503_with_the_report_when_a_database_is_down(
+    insightdb_settings: Settings,
+) -> None:
+    app = probe_app(insightdb_settings)
+    async with serve(app) as client:
+        # A real outage on this process's side: the clients are closed under it.
+        for group in ("admin", "customer"):
+            await app.state.insightdb.client(group).close()
+        ready = await client.get("/health/ready")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["status"] == "down"
+    assert body["ready"] is False
+    assert all(g["status"] == "down" and g["error"] for g in body["groups"].values())
+
+
+def test_health_router_prefix_and_timeout() -> None:
+    paths = {route.path for route in health_router("/probes").routes}  # type: ignore[attr-defined]
+    assert paths == {"/probes/live", "/probes/ready"}
+    with pytest.raises(ConfigurationError, match="timeout_s"):
+        health_router(timeout_s=0)
+
+
+# the example application ------------------------------------------------------------
+
+
+@pytest.fixture
+async def example(insightdb_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    from examples.fastapi_app import create_app
+
+    async with serve(create_app(insightdb_settings, models=MODELS)) as client:
+        yield client
+
+
+async def test_example_creates_and_reads_a_user_without_its_hash(
+    example: httpx.AsyncClient,
+) -> None:
+    created = await example.post(
+        "/users",
+        json={"email": "ada@example.com", "password": "correct horse", "name": "Ada"},
+    )
+    assert created.status_code == 201, created.text
+    read = await example.get("/users/ada@example.com")
+    assert read.status_code == 200
+    for response in (created, read):
+        body = response.json()
+        assert body["email"] == "ada@example.com"
+        assert body["name"] == "Ada"
+        assert not {key for key in body if "password" in key or "hash" in key}
+        assert "correct horse" not in response.text
+        assert "argon2" not in response.text
+    assert read.json()["id"] == created.json()["id"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="models/admin/user.py: password_hash has Field(exclude=True), and Beanie's encoder "
+    "drops excluded fields when saving, so the hash never reaches the database",
+)
+async def test_example_stores_a_verifiable_password_hash(example: httpx.AsyncClient) -> None:
+    created = await example.post(
+        "/users", json={"email": "grace@example.com", "password": "a long password"}
+    )
+    assert created.status_code == 201, created.text
+    stored = await User.find_one({"email": "grace@example.com"})
+    assert stored is not None
+    assert stored.verify_password("a long password")
+    assert not stored.verify_password("another password")
+
+
+async def test_example_refuses_a_duplicate_email_and_unknown_users(
+    example: httpx.AsyncClient,
+) -> None:
+    body = {"email": "alan@example.com", "password": "enigma-1912"}
+    assert (await example.post("/users", json=body)).status_code == 201
+    assert (await example.post("/users", json=body)).status_code == 409
+    assert (await example.get("/users/nobody@example.com")).status_code == 404
+    short = await example.post("/users", json={"email": "b@example.com", "password": "short"})
+    assert short.status_code == 422
+
+
+async def test_example_keeps_each_tenants_clients_apart(example: httpx.AsyncClient) -> None:
+    for tenant, name in [("tenant-a", "Acme"), ("tenant-a", "Apex"), ("tenant-b", "Bolt")]:
+        response = await example.post(f"/tenants/{tenant}/clients", json={"name": name})
+        assert response.status_code == 201, response.text
+        assert response.json()["tenant_id"] == tenant
+    a = (await example.get("/tenants/tenant-a/clients")).json()
+    b = (await example.get("/tenants/tenant-b/clients")).json()
+    assert sorted(c["name"] for c in a) == ["Acme", "Apex"]
+    assert {c["tenant_id"] for c in a} == {"tenant-a"}
+    assert [c["name"] for c in b] == ["Bolt"]
+    assert (await example.get("/tenants/tenant-c/clients")).json() == []
+
+
+async def test_example_health_and_about(example: httpx.AsyncClient) -> None:
+    assert (await example.get("/health/ready")).status_code == 200
+    about = (await example.get("/")).json()
+    assert about == {"env": "testing", "models": {"admin": ["User"], "customer": ["Client"]}}

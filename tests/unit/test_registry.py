@@ -1,0 +1,211 @@
+"""Routing: discovery, folder cross-checks and every RoutingError case (no server)."""
+
+from __future__ import annotations
+
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from beanie import Document, Link
+
+from insightdb import AdminDocument, CustomerDocument, RoutingError
+from insightdb.registry import build_registry, discover_models
+
+
+def _package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> str:
+    """Write a fresh, uniquely named model package and return its name."""
+    name = f"models_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / name
+    for relative, source in {"__init__.py": "", **files}.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent != root and not (path.parent / "__init__.py").exists():
+            (path.parent / "__init__.py").write_text("")
+        path.write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_discovery_routes_by_base_and_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _package(
+        tmp_path,
+        monkeypatch,
+        {
+            "admin/user.py": """
+                from insightdb import AdminDocument
+                class PlatformUser(AdminDocument):
+                    email: str
+                    class Settings:
+                        name = "users"
+            """,
+            "customer/project.py": """
+                from insightdb import CustomerDocument
+                class Project(CustomerDocument):
+                    title: str
+            """,
+            "customer/nested/deep.py": """
+                from insightdb import CustomerDocument
+                class Invoice(CustomerDocument):
+                    total: int
+            """,
+        },
+    )
+    registry = build_registry(packages=[package])
+    table = {(r.name, r.group, r.collection) for r in registry}
+    assert table == {
+        ("PlatformUser", "admin", "users"),
+        ("Project", "customer", "Project"),
+        ("Invoice", "customer", "Invoice"),
+    }
+    assert [m.__name__ for m in registry.models("admin")] == ["PlatformUser"]
+    assert {m.__name__ for m in registry.models("customer")} == {"Project", "Invoice"}
+
+
+def test_imported_models_are_not_counted_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _package(
+        tmp_path,
+        monkeypatch,
+        {
+            "admin/user.py": """
+                from insightdb import AdminDocument
+                class Member(AdminDocument):
+                    email: str
+            """,
+            "admin/__init__.py": "from .user import Member\n",
+        },
+    )
+    assert [m.__name__ for m in discover_models([package])] == ["Member"]
+
+
+def test_model_in_the_wrong_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = _package(
+        tmp_path,
+        monkeypatch,
+        {
+            "admin/misplaced.py": """
+                from insightdb import CustomerDocument
+                class Misplaced(CustomerDocument):
+                    x: int
+            """
+        },
+    )
+    with pytest.raises(
+        RoutingError,
+        match=r"^Misplaced is defined under 'admin'.*derives from "
+        r"CustomerDocument: move it to the customer folder",
+    ):
+        build_registry(packages=[package])
+
+
+def test_model_with_no_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = _package(
+        tmp_path,
+        monkeypatch,
+        {
+            "customer/plain.py": """
+                from beanie import Document
+                class Plain(Document):
+                    x: int
+            """
+        },
+    )
+    with pytest.raises(RoutingError, match=r"^Plain \(.*\) has no database group: derive it from"):
+        build_registry(packages=[package])
+
+
+def test_model_in_both_groups() -> None:
+    class Both(AdminDocument, CustomerDocument):  # type: ignore[misc]
+        x: int = 0
+
+    with pytest.raises(RoutingError, match=r"^Both derives from both AdminDocument and Customer"):
+        build_registry(models=[Both])
+
+
+def test_link_across_groups() -> None:
+    class Account(AdminDocument):
+        email: str
+
+    class Order(CustomerDocument):
+        owner: Link[Account]
+
+    with pytest.raises(
+        RoutingError,
+        match=r"^Order\.owner links to Account, which lives in the admin database while Order "
+        r"lives in customer",
+    ):
+        build_registry(models=[Account, Order])
+
+
+def test_link_across_groups_inside_a_list_and_optional() -> None:
+    class Tag(CustomerDocument):
+        label: str
+
+    class Post(AdminDocument):
+        tags: list[Link[Tag]] | None = None
+
+    with pytest.raises(RoutingError, match=r"^Post\.tags links to Tag"):
+        build_registry(models=[Tag, Post])
+
+
+def test_link_within_a_group_is_fine() -> None:
+    class Team(CustomerDocument):
+        name: str
+
+    class Member(CustomerDocument):
+        team: Link[Team]
+
+    registry = build_registry(models=[Team, Member])
+    assert {r.name for r in registry} == {"Team", "Member"}
+
+
+def test_two_models_with_one_name() -> None:
+    def make() -> type[Document]:
+        class Twin(AdminDocument):
+            x: int = 0
+
+        return Twin
+
+    with pytest.raises(RoutingError, match=r"^two models are named Twin"):
+        build_registry(models=[make(), make()])
+
+
+def test_two_models_in_one_collection() -> None:
+    class First(CustomerDocument):
+        class Settings:
+            name = "things"
+
+    class Second(CustomerDocument):
+        class Settings:
+            name = "things"
+
+    with pytest.raises(RoutingError, match=r"^Second and First both use collection 'things'"):
+        build_registry(models=[First, Second])
+
+
+def test_missing_package() -> None:
+    with pytest.raises(
+        RoutingError, match=r"^model package 'no_such_models_pkg' can't be imported"
+    ):
+        build_registry(packages=["no_such_models_pkg"])
+
+
+def test_broken_module_names_the_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = _package(tmp_path, monkeypatch, {"admin/broken.py": "import not_a_module_xyz\n"})
+    with pytest.raises(RoutingError, match=rf"^model module '{package}\.admin\.broken' can't"):
+        build_registry(packages=[package])
+
+
+def test_unrouted_model_lookup() -> None:
+    class Lonely(AdminDocument):
+        x: int = 0
+
+    registry = build_registry(models=[])
+    with pytest.raises(RoutingError, match=r"^Lonely is not routed"):
+        registry.route(Lonely)
+    with pytest.raises(RoutingError, match=r"^unknown group 'billing'"):
+        registry.models("billing")
