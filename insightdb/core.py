@@ -25,12 +25,15 @@ from pymongo.errors import PyMongoError
 
 from insightdb._driver_errors import is_connectivity_error, unavailable
 from insightdb._redact import mask_uri
+from insightdb.collection import GuardedCollection
 from insightdb.connections import ConnectionHandler
+from insightdb.documents import beanie_initialising, install_collection
 from insightdb.exceptions import ConfigurationError, InsightDBError
 from insightdb.health import HealthReport, check_groups
 from insightdb.registry import ModelRegistry, build_registry, clean_bases
 from insightdb.settings import GROUPS, Settings
 from insightdb.startup import wait_until_reachable
+from insightdb.tenancy import is_tenant_scoped
 
 if TYPE_CHECKING:
     from insightdb.testing.server import EmbeddedServer
@@ -219,8 +222,29 @@ class InsightDB:
 
         # The bases are restored once, after both groups: each group's init_beanie
         # touches the shared InsightDocument base, so per-group restores would race.
-        with clean_bases():
+        with clean_bases(), beanie_initialising():
             await asyncio.gather(*(init_group(g) for g in GROUPS))
+        self._install_collections(registry)
+
+    def _install_collections(self, registry: ModelRegistry) -> None:
+        for group in GROUPS:
+            models = registry.models(group)
+            scoped_names = frozenset(
+                r.collection for r in registry if r.group == group and is_tenant_scoped(r.model)
+            )
+            for model in models:
+                raw = model.get_settings().pymongo_collection
+                if raw is None:  # Beanie sets it in init_beanie; None means a Beanie change
+                    raise InsightDBError(f"{model.__name__} has no collection after init_beanie")
+                install_collection(
+                    model,
+                    GuardedCollection(
+                        raw,
+                        label=f"{group}.{raw.name}",
+                        tenant_scoped=is_tenant_scoped(model),
+                        is_scoped=scoped_names.__contains__,
+                    ),
+                )
 
     async def _release(self) -> None:
         handler, self._handler = self._handler, None

@@ -9,11 +9,30 @@ like any other.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 from beanie import Document
 
-__all__ = ["AdminDocument", "CustomerDocument", "InsightDocument", "group_of"]
+from insightdb.exceptions import TenantIsolationError
+
+__all__ = [
+    "AdminDocument",
+    "CustomerDocument",
+    "InsightDocument",
+    "beanie_initialising",
+    "group_of",
+    "install_collection",
+]
+
+# True while insightdb runs init_beanie: Beanie then needs the raw collection (to
+# create indexes), and any guarded collection of an earlier init is stale.
+_initialising: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "insightdb_beanie_initialising", default=False
+)
+_COLLECTION_ATTR = "__insightdb_collection__"
 
 
 class InsightDocument(Document):
@@ -23,6 +42,25 @@ class InsightDocument(Document):
     """
 
     __insightdb_group__: ClassVar[str | None] = None
+
+    @classmethod
+    def get_pymongo_collection(cls) -> Any:
+        """Return the model's guarded collection (Beanie's one seam to the driver).
+
+        Every Beanie operation goes through here; insightdb answers with a
+        :class:`~insightdb.collection.GuardedCollection` that scopes tenants, consults
+        the circuit breaker and translates connectivity errors.
+        """
+        if not _initialising.get():
+            guarded = cls.__dict__.get(_COLLECTION_ATTR)
+            if guarded is not None:
+                return guarded
+            if getattr(cls, "__insightdb_tenant_scoped__", False):
+                raise TenantIsolationError(
+                    f"{cls.__name__} is tenant-scoped but was not initialised by insightdb; "
+                    "start it with insightdb.init(), not init_beanie()"
+                )
+        return super().get_pymongo_collection()
 
 
 class AdminDocument(InsightDocument):
@@ -59,3 +97,18 @@ def group_of(model: type[Document]) -> str | None:
     if customer:
         return "customer"
     return None
+
+
+@contextmanager
+def beanie_initialising() -> Iterator[None]:
+    """Mark the enclosed ``init_beanie`` calls: models hand Beanie their raw collection."""
+    token = _initialising.set(True)
+    try:
+        yield
+    finally:
+        _initialising.reset(token)
+
+
+def install_collection(model: type[Document], collection: Any) -> None:
+    """Make ``collection`` what ``model.get_pymongo_collection()`` returns from now on."""
+    type.__setattr__(model, _COLLECTION_ATTR, collection)

@@ -29,6 +29,7 @@ from beanie import BackLink, Document, Link
 from insightdb.documents import FRAMEWORK_BASES, group_of
 from insightdb.exceptions import RoutingError
 from insightdb.settings import GROUPS
+from insightdb.tenancy import TENANT_FIELD, is_tenant_scoped
 
 __all__ = ["ModelRegistry", "Route", "build_registry", "clean_bases", "discover_models"]
 
@@ -154,6 +155,8 @@ def build_registry(
     registry = ModelRegistry(routes=tuple(routes))
     for route in routes:
         _check_links(route, registry)
+        if is_tenant_scoped(route.model):
+            _check_tenant_model(route)
     return registry
 
 
@@ -252,6 +255,42 @@ def _check_unique_names(routes: Sequence[Route]) -> None:
                 f"{route.group} database: give one a different Settings.name"
             )
         collections[key] = route
+
+
+def _check_tenant_model(route: Route) -> None:
+    model = route.model
+    if route.group != "customer":
+        raise RoutingError(
+            f"{route.name} is TenantScoped but lives in the {route.group} database: tenant "
+            "scoping is for customer models; derive it from CustomerDocument"
+        )
+    allowed = set(getattr(model, "__tenant_global_unique__", ()))
+    for name, keys in _unique_indexes(model):
+        if TENANT_FIELD not in keys and name not in allowed:
+            raise RoutingError(
+                f"{route.name}: unique index {name!r} on {', '.join(keys)} is global across "
+                f"tenants; include tenant_id (IndexModel([('tenant_id', 1), ...], unique=True)) "
+                f"or list {name!r} in __tenant_global_unique__"
+            )
+
+
+def _unique_indexes(model: type[Document]) -> Iterator[tuple[str, list[str]]]:
+    """Yield (name, keys) of every unique index a model declares."""
+    from beanie.odm.utils.typing import get_index_attributes
+    from pymongo import IndexModel
+
+    for field_name, info in model.model_fields.items():
+        attributes = get_index_attributes(info)
+        if attributes is not None and attributes[1].get("unique"):
+            path = info.alias or field_name
+            yield str(attributes[1].get("name") or f"{path}_{attributes[0]}"), [path]
+    settings = model.__dict__.get("Settings")
+    for index in getattr(settings, "indexes", None) or []:
+        if isinstance(index, IndexModel):
+            document = index.document
+            if document.get("unique"):
+                keys = list(document["key"])
+                yield str(document["name"]), keys
 
 
 def _check_links(route: Route, registry: ModelRegistry) -> None:

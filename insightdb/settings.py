@@ -250,6 +250,11 @@ class Settings(BaseModel):
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     admin_password: SecretStr | None = None
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
     def database(self, group: str) -> DatabaseSettings:
         """Return the settings of one group (``"admin"`` or ``"customer"``)."""
         if group not in GROUPS:

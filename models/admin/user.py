@@ -19,13 +19,14 @@ class User(AdminDocument):
     """A person who can sign in to the platform.
 
     The password is hashed with Argon2id (argon2-cffi) before it is set; the hash is
-    excluded from ``repr`` and from API output by default.
+    kept out of ``repr``. Return a response model without it from APIs (marking it
+    ``exclude=True`` would also keep Beanie from saving it).
     """
 
     email: Indexed(EmailStr, unique=True)  # type: ignore[valid-type]
     name: str = ""
     role: Literal["owner", "admin", "support", "viewer"] = "viewer"
-    password_hash: str = Field(default="", repr=False, exclude=True)
+    password_hash: str = Field(default="", repr=False)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     class Settings:

@@ -1,0 +1,409 @@
+"""The single choke point between Beanie and the driver: a guarded collection.
+
+Every Beanie operation reaches PyMongo through ``Document.get_pymongo_collection()``.
+insightdb's documents return a :class:`GuardedCollection` there, which
+
+* applies tenant scoping (via :mod:`insightdb.scoping`) to every read and write of a
+  tenant-scoped model, and refuses every operation when no tenant is set — before any
+  command is sent;
+* lets an :class:`OperationGuard` (the circuit breaker) admit or reject each operation
+  and see its outcome;
+* turns connectivity failures and timeouts into
+  :class:`~insightdb.exceptions.DatabaseUnavailable`, keeping the driver's error.
+
+Anything that is not a known, checked operation (``drop``, ``database``, index
+management...) is refused on a tenant-scoped collection unless inside
+:func:`~insightdb.tenancy.unscoped`, so there is no unchecked path to the raw collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from insightdb._driver_errors import is_connectivity_error, unavailable
+from insightdb.exceptions import TenantContextError, TenantIsolationError
+from insightdb.scoping import (
+    scope_bulk_request,
+    scope_document,
+    scope_filter,
+    scope_pipeline,
+    scope_replacement,
+    scope_update,
+)
+from insightdb.tenancy import current_tenant, unscoped_reason
+
+__all__ = ["GuardedCollection", "GuardedCursor", "OperationGuard"]
+
+# Attributes that reveal nothing and reach no data: safe on a scoped collection.
+_HARMLESS = frozenset(
+    {"name", "full_name", "codec_options", "read_preference", "write_concern", "read_concern"}
+)
+
+
+class OperationGuard(Protocol):
+    """What the collection asks before and tells after every operation (the breaker)."""
+
+    def before(self) -> None:
+        """Raise (``CircuitOpenError``) to reject the operation without trying it."""
+
+    def succeeded(self) -> None:
+        """The operation reached the server and got an answer."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The operation failed with ``exc`` (connectivity or not: the guard decides)."""
+
+
+class _NoGuard:
+    __slots__ = ()
+
+    def before(self) -> None:
+        return None
+
+    def succeeded(self) -> None:
+        return None
+
+    def failed(self, exc: BaseException) -> None:
+        return None
+
+
+NO_GUARD: OperationGuard = _NoGuard()
+
+
+class GuardedCollection:
+    """A proxy of one model's ``AsyncCollection`` that scopes, guards and translates.
+
+    Args:
+        raw: The driver's collection.
+        label: What to call it in errors, e.g. ``"customer.projects"``.
+        tenant_scoped: Whether the model mixes in ``TenantScoped``.
+        is_scoped: Tells whether another collection name of the same database is
+            tenant-scoped (for ``$lookup`` and friends).
+        guard: The breaker of the model's cluster.
+    """
+
+    __slots__ = ("_guard", "_is_scoped", "_label", "_raw", "_scoped")
+
+    def __init__(
+        self,
+        raw: AsyncCollection[Any],
+        *,
+        label: str,
+        tenant_scoped: bool,
+        is_scoped: Callable[[str], bool],
+        guard: OperationGuard = NO_GUARD,
+    ) -> None:
+        self._raw = raw
+        self._label = label
+        self._scoped = tenant_scoped
+        self._is_scoped = is_scoped
+        self._guard = guard
+
+    def __repr__(self) -> str:
+        kind = "tenant-scoped" if self._scoped else "guarded"
+        return f"<GuardedCollection {self._label} ({kind})>"
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _HARMLESS or not self._scoped or unscoped_reason() is not None:
+            return getattr(self._raw, name)
+        raise TenantIsolationError(
+            f"{self._label}.{name} is not available on a tenant-scoped collection: it would "
+            "bypass tenant filtering; use it inside unscoped(reason)"
+        )
+
+    @property
+    def raw(self) -> AsyncCollection[Any]:
+        """The driver's collection; on a tenant-scoped model only inside ``unscoped``."""
+        if self._scoped and unscoped_reason() is None:
+            raise TenantIsolationError(
+                f"raw access to {self._label} bypasses tenant filtering; "
+                "use it inside unscoped(reason)"
+            )
+        return self._raw
+
+    # -- the scoping decision -------------------------------------------------------
+
+    def _tenant(self, operation: str) -> str | None:
+        """Return the tenant to scope to, or ``None`` when no scoping applies."""
+        if not self._scoped or unscoped_reason() is not None:
+            return None
+        tenant = current_tenant()
+        if tenant is None:
+            raise TenantContextError(
+                f"{operation} on tenant-scoped {self._label} needs a tenant: "
+                "use tenant_context(tenant_id) or unscoped(reason)"
+            )
+        return tenant
+
+    def _pipeline_tenant(self) -> str | None:
+        if unscoped_reason() is not None:
+            return None
+        return current_tenant()
+
+    async def _run(self, operation: str, call: Callable[[], Any]) -> Any:
+        self._guard.before()
+        try:
+            result = await call()
+        except PyMongoError as exc:
+            self._guard.failed(exc)
+            if is_connectivity_error(exc):
+                raise unavailable(f"{self._label}: {operation}", exc) from exc
+            raise
+        self._guard.succeeded()
+        return result
+
+    # -- reads ----------------------------------------------------------------------
+
+    def find(self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
+        """``find`` restricted to the current tenant; returns a guarded cursor."""
+        tenant = self._tenant("find")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+        self._guard.before()
+        return GuardedCursor(self._raw.find(filter, *args, **kwargs), self)
+
+    async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """``find_one`` restricted to the current tenant."""
+        tenant = self._tenant("find_one")
+        if tenant is not None:
+            if filter is not None and not isinstance(filter, Mapping):
+                filter = {"_id": filter}
+            filter = scope_filter(filter, tenant)
+        return await self._run("find_one", lambda: self._raw.find_one(filter, *args, **kwargs))
+
+    async def count_documents(self, filter: Mapping[str, Any], *args: Any, **kwargs: Any) -> int:
+        """``count_documents`` restricted to the current tenant."""
+        tenant = self._tenant("count_documents")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+        result: int = await self._run(
+            "count_documents", lambda: self._raw.count_documents(filter, *args, **kwargs)
+        )
+        return result
+
+    async def estimated_document_count(self, **kwargs: Any) -> int:
+        """Refused in tenant scope (it can't be filtered); passes through otherwise."""
+        if self._tenant("estimated_document_count") is not None:
+            raise TenantIsolationError(
+                f"estimated_document_count on {self._label} counts every tenant; "
+                "use count_documents or unscoped(reason)"
+            )
+        result: int = await self._run(
+            "estimated_document_count", lambda: self._raw.estimated_document_count(**kwargs)
+        )
+        return result
+
+    async def distinct(
+        self, key: str, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
+    ) -> list[Any]:
+        """``distinct`` restricted to the current tenant."""
+        tenant = self._tenant("distinct")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+        result: list[Any] = await self._run(
+            "distinct", lambda: self._raw.distinct(key, filter, *args, **kwargs)
+        )
+        return result
+
+    async def aggregate(
+        self, pipeline: Sequence[Mapping[str, Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        """``aggregate`` with the tenant injected at the start and into sub-pipelines."""
+        if self._scoped:
+            self._tenant("aggregate")  # refuses early when no tenant and not unscoped
+        if unscoped_reason() is None:
+            pipeline = scope_pipeline(
+                pipeline, self._pipeline_tenant(), self._is_scoped, root_scoped=self._scoped
+            )
+        cursor = await self._run(
+            "aggregate", lambda: self._raw.aggregate(pipeline, *args, **kwargs)
+        )
+        return GuardedCursor(cursor, self)
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def insert_one(self, document: Any, *args: Any, **kwargs: Any) -> Any:
+        """``insert_one`` stamping the current tenant; refuses another tenant's document."""
+        tenant = self._tenant("insert_one")
+        if tenant is not None:
+            document = scope_document(document, tenant)
+        return await self._run_write(
+            "insert_one", lambda: self._raw.insert_one(document, *args, **kwargs), tenant
+        )
+
+    async def insert_many(self, documents: Any, *args: Any, **kwargs: Any) -> Any:
+        """``insert_many`` stamping the current tenant on every document."""
+        tenant = self._tenant("insert_many")
+        if tenant is not None:
+            documents = [scope_document(doc, tenant) for doc in documents]
+        return await self._run_write(
+            "insert_many", lambda: self._raw.insert_many(documents, *args, **kwargs), tenant
+        )
+
+    async def update_one(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        """``update_one`` within the tenant; ``tenant_id`` can't be changed."""
+        return await self._update("update_one", self._raw.update_one, filter, update, args, kwargs)
+
+    async def update_many(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        """``update_many`` within the tenant; ``tenant_id`` can't be changed."""
+        return await self._update(
+            "update_many", self._raw.update_many, filter, update, args, kwargs
+        )
+
+    async def find_one_and_update(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        """``find_one_and_update`` within the tenant; ``tenant_id`` can't be changed."""
+        return await self._update(
+            "find_one_and_update", self._raw.find_one_and_update, filter, update, args, kwargs
+        )
+
+    async def replace_one(self, filter: Any, replacement: Any, *args: Any, **kwargs: Any) -> Any:
+        """``replace_one`` within the tenant; the replacement keeps the tenant."""
+        tenant = self._tenant("replace_one")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+            replacement = scope_replacement(replacement, tenant)
+        return await self._run_write(
+            "replace_one",
+            lambda: self._raw.replace_one(filter, replacement, *args, **kwargs),
+            tenant,
+        )
+
+    async def find_one_and_replace(
+        self, filter: Any, replacement: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``find_one_and_replace`` within the tenant; the replacement keeps the tenant."""
+        tenant = self._tenant("find_one_and_replace")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+            replacement = scope_replacement(replacement, tenant)
+        return await self._run_write(
+            "find_one_and_replace",
+            lambda: self._raw.find_one_and_replace(filter, replacement, *args, **kwargs),
+            tenant,
+        )
+
+    async def delete_one(self, filter: Any, *args: Any, **kwargs: Any) -> Any:
+        """``delete_one`` within the tenant."""
+        tenant = self._tenant("delete_one")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+        return await self._run("delete_one", lambda: self._raw.delete_one(filter, *args, **kwargs))
+
+    async def delete_many(self, filter: Any, *args: Any, **kwargs: Any) -> Any:
+        """``delete_many`` within the tenant."""
+        tenant = self._tenant("delete_many")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+        return await self._run(
+            "delete_many", lambda: self._raw.delete_many(filter, *args, **kwargs)
+        )
+
+    async def find_one_and_delete(self, filter: Any, *args: Any, **kwargs: Any) -> Any:
+        """``find_one_and_delete`` within the tenant."""
+        tenant = self._tenant("find_one_and_delete")
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+        return await self._run(
+            "find_one_and_delete", lambda: self._raw.find_one_and_delete(filter, *args, **kwargs)
+        )
+
+    async def bulk_write(self, requests: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+        """``bulk_write`` with every request scoped to the tenant."""
+        tenant = self._tenant("bulk_write")
+        if tenant is not None:
+            requests = [scope_bulk_request(r, tenant) for r in requests]
+        return await self._run_write(
+            "bulk_write", lambda: self._raw.bulk_write(requests, *args, **kwargs), tenant
+        )
+
+    async def _update(
+        self,
+        operation: str,
+        method: Callable[..., Any],
+        filter: Any,
+        update: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        tenant = self._tenant(operation)
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+            update = scope_update(update, tenant, upsert=bool(kwargs.get("upsert")))
+        return await self._run_write(
+            operation, lambda: method(filter, update, *args, **kwargs), tenant
+        )
+
+    async def _run_write(self, operation: str, call: Callable[[], Any], tenant: str | None) -> Any:
+        try:
+            return await self._run(operation, call)
+        except DuplicateKeyError as exc:
+            if tenant is not None and _is_id_clash(exc):
+                # In a scoped write an _id clash means the id exists, and the scoped
+                # filter did not match it: it belongs to another tenant.
+                raise TenantIsolationError(
+                    f"{operation} on {self._label}: a document with this _id belongs to "
+                    "another tenant; it was not changed",
+                    driver_error=exc,
+                ) from exc
+            raise
+
+
+def _is_id_clash(exc: DuplicateKeyError) -> bool:
+    details = exc.details or {}
+    pattern = details.get("keyPattern")
+    if isinstance(pattern, Mapping):
+        return list(pattern) == ["_id"]
+    return "index: _id_ " in str(exc)
+
+
+class GuardedCursor:
+    """A cursor whose fetches go through the collection's guard and error translation."""
+
+    __slots__ = ("_collection", "_cursor")
+
+    def __init__(self, cursor: Any, collection: GuardedCollection) -> None:
+        self._cursor = cursor
+        self._collection = collection
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._cursor, name)
+        if not callable(attr):
+            return attr
+
+        def chained(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            return self if result is self._cursor else result
+
+        return chained
+
+    def __aiter__(self) -> GuardedCursor:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._cursor.__anext__()
+        except StopAsyncIteration:
+            raise
+        except PyMongoError as exc:
+            self._collection._guard.failed(exc)
+            if is_connectivity_error(exc):
+                raise unavailable(f"{self._collection._label}: cursor", exc) from exc
+            raise
+
+    async def next(self) -> Any:
+        """Return the next document."""
+        return await self.__anext__()
+
+    async def to_list(self, length: int | None = None) -> list[Any]:
+        """Fetch the remaining documents (at most ``length``)."""
+        result: list[Any] = await self._collection._run(
+            "cursor", lambda: self._cursor.to_list(length)
+        )
+        return result
+
+    async def close(self) -> None:
+        """Close the server-side cursor."""
+        await self._cursor.close()

@@ -1,0 +1,310 @@
+"""Pure rewriting of filters, documents, updates and pipelines for one tenant.
+
+Every function here takes a command's arguments and the tenant and returns what is
+safe to send, or raises :class:`~insightdb.exceptions.TenantIsolationError`. No I/O,
+no context variables: :mod:`insightdb.collection` calls these at its single choke
+point, and the unit tests exercise them directly.
+
+The rules, in short: a filter is ANDed with ``tenant_id == tenant`` (so naming another
+tenant matches nothing, never more); a new document gets the tenant stamped or is
+refused if it names another; an update may not change, unset or rename ``tenant_id``;
+a pipeline starts with a ``$match`` on the tenant and every sub-pipeline that reads a
+tenant-scoped collection (``$lookup``, ``$unionWith``, ``$graphLookup``, inside
+``$facet`` too) gets the same filter; ``$out`` and ``$merge`` are refused.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import Any
+
+from pymongo.operations import (
+    DeleteMany,
+    DeleteOne,
+    InsertOne,
+    ReplaceOne,
+    UpdateMany,
+    UpdateOne,
+)
+
+from insightdb.exceptions import TenantContextError, TenantIsolationError
+from insightdb.tenancy import TENANT_FIELD
+
+__all__ = [
+    "scope_bulk_request",
+    "scope_document",
+    "scope_filter",
+    "scope_pipeline",
+    "scope_replacement",
+    "scope_update",
+]
+
+_FIELD = TENANT_FIELD
+_FIELD_PREFIX = TENANT_FIELD + "."
+_FIRST_ONLY_STAGES = frozenset(
+    {
+        "$search",
+        "$searchMeta",
+        "$vectorSearch",
+        "$collStats",
+        "$indexStats",
+        "$changeStream",
+        "$currentOp",
+        "$listSessions",
+        "$listLocalSessions",
+        "$documents",
+        "$planCacheStats",
+    }
+)
+_WRITE_STAGES = ("$out", "$merge")
+
+IsScoped = Callable[[str], bool]
+
+
+def scope_filter(query: Mapping[str, Any] | None, tenant: str) -> dict[str, Any]:
+    """Return ``query`` restricted to ``tenant``.
+
+    A query that doesn't mention ``tenant_id`` gets it added as an equality (the
+    cheapest form for the server's planner); one that does is ANDed, so a filter naming
+    another tenant matches nothing.
+    """
+    if not query:
+        return {_FIELD: tenant}
+    if _FIELD in query:
+        return {"$and": [dict(query), {_FIELD: tenant}]}
+    scoped = dict(query)
+    scoped[_FIELD] = tenant
+    return scoped
+
+
+def scope_document(document: Any, tenant: str, *, what: str = "document") -> Any:
+    """Stamp ``tenant`` on a new document, or refuse one that names another tenant."""
+    if not isinstance(document, MutableMapping):
+        raise TenantIsolationError(
+            f"can't check the tenant of a {type(document).__name__} {what}; pass a dict"
+        )
+    value = document.get(_FIELD)
+    if value is None or value == "":
+        document[_FIELD] = tenant
+    elif value != tenant:
+        raise TenantIsolationError(
+            f"{what} belongs to tenant {value!r}, not the current tenant {tenant!r}"
+        )
+    return document
+
+
+def scope_replacement(replacement: Any, tenant: str) -> Any:
+    """Check a full replacement: it must keep (or get) the current tenant."""
+    return scope_document(replacement, tenant, what="replacement")
+
+
+def scope_update(update: Any, tenant: str, *, upsert: bool = False) -> Any:
+    """Refuse updates that change ``tenant_id``; make upserts create in this tenant.
+
+    Args:
+        update: An update document (``{"$set": ...}``) or an update pipeline (a list).
+        tenant: The current tenant.
+        upsert: Whether the update may insert.
+    """
+    if isinstance(update, Sequence) and not isinstance(update, str | bytes):
+        # An update pipeline may compute anything; pinning tenant_id in a final
+        # stage makes any attempt to change it a no-op instead of a move.
+        return [*update, {"$set": {_FIELD: tenant}}]
+    if not isinstance(update, Mapping):
+        raise TenantIsolationError(f"can't check an update of type {type(update).__name__}")
+    sets_tenant = False
+    for operator, fields in update.items():
+        if not isinstance(fields, Mapping):
+            continue
+        if operator in ("$set", "$setOnInsert"):
+            for key, value in fields.items():
+                if key == _FIELD:
+                    if value != tenant:
+                        raise TenantIsolationError(
+                            f"update would move documents to tenant {value!r}; "
+                            "tenant_id can't be changed"
+                        )
+                    sets_tenant = True
+                elif key.startswith(_FIELD_PREFIX):
+                    raise TenantIsolationError(f"update would change {key!r}; tenant_id is fixed")
+            continue
+        for key, value in fields.items():
+            if key == _FIELD or key.startswith(_FIELD_PREFIX):
+                raise TenantIsolationError(
+                    f"{operator} of {key!r} is refused: tenant_id can't be changed"
+                )
+            if operator == "$rename" and (value == _FIELD or str(value).startswith(_FIELD_PREFIX)):
+                raise TenantIsolationError(
+                    f"$rename of {key!r} to {value!r} is refused: tenant_id can't be changed"
+                )
+    if upsert and not sets_tenant:
+        on_insert = dict(update.get("$setOnInsert") or {})
+        on_insert[_FIELD] = tenant
+        return {**update, "$setOnInsert": on_insert}
+    return update
+
+
+def scope_pipeline(
+    pipeline: Sequence[Mapping[str, Any]],
+    tenant: str | None,
+    is_scoped: IsScoped,
+    *,
+    root_scoped: bool = True,
+) -> list[dict[str, Any]]:
+    """Rewrite an aggregation pipeline so that it reads one tenant's documents only.
+
+    Args:
+        pipeline: The stages.
+        tenant: The current tenant; ``None`` is allowed only when nothing the pipeline
+            reads is tenant-scoped.
+        is_scoped: Tells whether a collection name (same database) is tenant-scoped.
+        root_scoped: Whether the collection the pipeline runs on is tenant-scoped.
+
+    Raises:
+        TenantIsolationError: A stage can't be scoped (``$out``, ``$merge``, a stage
+            that must come first, a cross-database lookup).
+        TenantContextError: A scoped collection is read and ``tenant`` is ``None``.
+    """
+    stages = [dict(stage) for stage in pipeline]
+    if root_scoped:
+        tenant = _need(tenant, "aggregate")
+        first = next(iter(stages[0]), None) if stages else None
+        if first == "$geoNear":
+            spec = dict(stages[0]["$geoNear"])
+            spec["query"] = scope_filter(spec.get("query"), tenant)
+            stages[0] = {"$geoNear": spec}
+        elif first in _FIRST_ONLY_STAGES:
+            raise TenantIsolationError(
+                f"{first} must be the first stage, so it can't be scoped to a tenant"
+            )
+        else:
+            stages.insert(0, {"$match": {_FIELD: tenant}})
+    return _scope_stages(stages, tenant, is_scoped)
+
+
+def scope_bulk_request(
+    request: Any,
+    tenant: str,
+    *,
+    check_document: Callable[[Any, str], Any] = scope_document,
+) -> Any:
+    """Return a tenant-scoped copy of one ``bulk_write`` request.
+
+    PyMongo's request classes keep their arguments in attributes without a public
+    setter; a shallow copy with the scoped filter/document keeps every other option
+    (collation, hint, array filters, sort) as the caller set it.
+    """
+    scoped = copy.copy(request)
+    if isinstance(request, InsertOne):
+        scoped._doc = check_document(request._doc, tenant)
+    elif isinstance(request, DeleteOne | DeleteMany):
+        scoped._filter = scope_filter(request._filter, tenant)
+    elif isinstance(request, ReplaceOne):
+        scoped._filter = scope_filter(request._filter, tenant)
+        scoped._doc = scope_replacement(request._doc, tenant)
+    elif isinstance(request, UpdateOne | UpdateMany):
+        scoped._filter = scope_filter(request._filter, tenant)
+        scoped._doc = scope_update(request._doc, tenant, upsert=bool(request._upsert))
+    else:
+        raise TenantIsolationError(
+            f"bulk_write request {type(request).__name__} can't be scoped to a tenant"
+        )
+    return scoped
+
+
+def _need(tenant: str | None, operation: str) -> str:
+    if tenant is None:
+        raise TenantContextError(
+            f"{operation} reads a tenant-scoped collection but no tenant is set: "
+            "use tenant_context(tenant_id) or unscoped(reason)"
+        )
+    return tenant
+
+
+def _scoped_sub(
+    sub: Sequence[Mapping[str, Any]] | None, tenant: str | None, is_scoped: IsScoped, name: Any
+) -> list[dict[str, Any]]:
+    if not isinstance(name, str):
+        raise TenantIsolationError(
+            f"a lookup into {name!r} (another database) can't be scoped to a tenant"
+        )
+    return scope_pipeline(sub or [], tenant, is_scoped, root_scoped=is_scoped(name))
+
+
+def _scope_stages(
+    stages: list[dict[str, Any]], tenant: str | None, is_scoped: IsScoped
+) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for stage in stages:
+        if len(stage) != 1:
+            result.append(stage)  # the server rejects it; nothing to scope
+            continue
+        ((name, spec),) = stage.items()
+        if name in _WRITE_STAGES:
+            if tenant is not None or _writes_scoped(spec, is_scoped):
+                raise TenantIsolationError(
+                    f"{name} is refused in tenant scope: it would write outside the tenant"
+                )
+            result.append(stage)
+        elif name == "$lookup" and isinstance(spec, Mapping):
+            lookup = dict(spec)
+            if "from" in lookup:
+                if is_scoped(lookup["from"]) if isinstance(lookup["from"], str) else True:
+                    lookup["pipeline"] = _scoped_sub(
+                        lookup.get("pipeline"), tenant, is_scoped, lookup["from"]
+                    )
+                elif "pipeline" in lookup:
+                    lookup["pipeline"] = _scope_stages(
+                        [dict(s) for s in lookup["pipeline"]], tenant, is_scoped
+                    )
+            elif "pipeline" in lookup:
+                lookup["pipeline"] = _scope_stages(
+                    [dict(s) for s in lookup["pipeline"]], tenant, is_scoped
+                )
+            result.append({"$lookup": lookup})
+        elif name == "$unionWith":
+            union: dict[str, Any] = {"coll": spec} if isinstance(spec, str) else dict(spec)
+            coll = union.get("coll")
+            if coll is not None:
+                union["pipeline"] = _scoped_sub(union.get("pipeline"), tenant, is_scoped, coll)
+            elif "pipeline" in union:
+                union["pipeline"] = _scope_stages(
+                    [dict(s) for s in union["pipeline"]], tenant, is_scoped
+                )
+            result.append({"$unionWith": union})
+        elif name == "$graphLookup" and isinstance(spec, Mapping):
+            graph = dict(spec)
+            target = graph.get("from")
+            if not isinstance(target, str):
+                raise TenantIsolationError(
+                    f"a $graphLookup into {target!r} can't be scoped to a tenant"
+                )
+            if is_scoped(target):
+                graph["restrictSearchWithMatch"] = scope_filter(
+                    graph.get("restrictSearchWithMatch"), _need(tenant, "$graphLookup")
+                )
+            result.append({"$graphLookup": graph})
+        elif name == "$facet" and isinstance(spec, Mapping):
+            result.append(
+                {
+                    "$facet": {
+                        key: _scope_stages([dict(s) for s in sub], tenant, is_scoped)
+                        for key, sub in spec.items()
+                    }
+                }
+            )
+        else:
+            result.append(stage)
+    return result
+
+
+def _writes_scoped(spec: Any, is_scoped: IsScoped) -> bool:
+    if isinstance(spec, str):
+        return is_scoped(spec)
+    if isinstance(spec, Mapping):
+        target = spec.get("into", spec.get("coll"))
+        if isinstance(target, Mapping):
+            return True  # another database: can't know, refuse
+        return isinstance(target, str) and is_scoped(target)
+    return True
