@@ -31,6 +31,7 @@ from insightdb.health import GroupHealth, HealthReport
 from insightdb.lifecycle import close, connect, current, init
 from insightdb.registry import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
+from insightdb.tenancy import TenantScoped, current_tenant, tenant_context, unscoped
 
 # loguru's advice for libraries: stay silent until the application opts in with
 # logger.enable("insightdb"); the CLI and the FastAPI lifespan do so.
@@ -47,6 +48,11 @@ __all__ = [
     "CustomerDocument",
     "ModelRegistry",
     "Route",
+    # tenancy
+    "TenantScoped",
+    "current_tenant",
+    "tenant_context",
+    "unscoped",
     # runtime
     "InsightDB",
     "close",

@@ -21,6 +21,7 @@ masked in every ``repr``.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -79,10 +80,39 @@ _TOP_LEVEL_KEYS = frozenset(
         "log_level",
     }
 )
+# INSIGHTDB_ variables that are not settings: the environment switch, the embedded
+# server's interpreter and the Makefile's interpreter choice.
+_NOT_SETTINGS = frozenset({"INSIGHTDB_ENV", "INSIGHTDB_EMBEDDED_PYTHON", "INSIGHTDB_PYTHON"})
+_NULLS = frozenset({"", "none", "null"})
 _Frozen = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
-class DatabaseSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: frozen, unknown keys refused, "" or "none" meaning unset."""
+
+    model_config = _Frozen
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # TOML has no null and environment variables are strings: let "" or "none"
+        # reset an optional value to "leave it to the driver".
+        if not isinstance(value, Mapping):
+            return value
+        result = dict(value)
+        for key, item in value.items():
+            field = cls.model_fields.get(str(key))
+            if (
+                field is not None
+                and type(None) in typing.get_args(field.annotation)
+                and isinstance(item, str)
+                and item.strip().lower() in _NULLS
+            ):
+                result[key] = None
+        return result
+
+
+class DatabaseSettings(_Section):
     """Where one group's database lives.
 
     Attributes:
@@ -129,7 +159,7 @@ class DatabaseSettings(BaseModel):
             yield key, mask_uri(value) if key == "uri" and isinstance(value, str) else value
 
 
-class PoolSettings(BaseModel):
+class PoolSettings(_Section):
     """Connection-pool options passed through to PyMongo (one pool per cluster)."""
 
     model_config = _Frozen
@@ -141,7 +171,7 @@ class PoolSettings(BaseModel):
     max_connecting: int = Field(2, ge=1, le=1_000)
 
 
-class TimeoutSettings(BaseModel):
+class TimeoutSettings(_Section):
     """Timeouts, in milliseconds.
 
     The defaults favour fast failure detection: PyMongo's 20 s ``connectTimeoutMS``
@@ -159,7 +189,7 @@ class TimeoutSettings(BaseModel):
     heartbeat_frequency_ms: int = Field(2_000, ge=500)
 
 
-class DriverSettings(BaseModel):
+class DriverSettings(_Section):
     """TLS, write concern, compression and other driver options (Atlas-ready)."""
 
     model_config = _Frozen
@@ -176,7 +206,7 @@ class DriverSettings(BaseModel):
     appname: str = "insightdb"
 
 
-class StartupSettings(BaseModel):
+class StartupSettings(_Section):
     """Bounds of the initial connection attempts (exponential backoff with full jitter)."""
 
     model_config = _Frozen
@@ -187,7 +217,7 @@ class StartupSettings(BaseModel):
     max_delay_s: float = Field(2.0, gt=0, le=60)
 
 
-class FeatureSettings(BaseModel):
+class FeatureSettings(_Section):
     """Switches honoured from the seed system's ``ENABLE_*`` variables."""
 
     model_config = _Frozen
@@ -197,7 +227,7 @@ class FeatureSettings(BaseModel):
     audit_trail: bool = False
 
 
-class EmbeddedSettings(BaseModel):
+class EmbeddedSettings(_Section):
     """The embedded development server used when a URI is empty (development, testing)."""
 
     model_config = _Frozen
@@ -206,7 +236,7 @@ class EmbeddedSettings(BaseModel):
     data_dir: str | None = None
 
 
-class DatabasesSettings(BaseModel):
+class DatabasesSettings(_Section):
     """The two groups' databases: ``databases.admin`` and ``databases.customer``."""
 
     model_config = _Frozen
@@ -295,11 +325,11 @@ def get_settings(
         ConfigurationError: A value is invalid or a required one is missing; the
             message is one line naming the key.
     """
+    source = "env" if env else "INSIGHTDB_ENV"
     chosen = (env or os.environ.get("INSIGHTDB_ENV") or "development").strip().lower()
     if chosen not in ENVIRONMENTS:
         raise ConfigurationError(
-            f"INSIGHTDB_ENV: {chosen!r} is not an environment; expected one of "
-            f"{', '.join(ENVIRONMENTS)}"
+            f"{source}: {chosen!r} is not an environment; expected one of {', '.join(ENVIRONMENTS)}"
         )
     raw = _load_layers(chosen, settings_files)
     _apply_seed_variables(raw)
@@ -362,10 +392,10 @@ def _apply_seed_variables(raw: dict[str, Any]) -> None:
 def _apply_prefixed_variables(raw: dict[str, Any]) -> None:
     prefix = "INSIGHTDB_"
     for variable in sorted(os.environ):
-        if not variable.startswith(prefix) or variable in {"INSIGHTDB_ENV"}:
+        if not variable.startswith(prefix) or variable in _NOT_SETTINGS:
             continue
-        if variable.startswith(("INSIGHTDB_TEST_", "INSIGHTDB_EMBEDDED_PYTHON")):
-            continue  # read by the test plugin and the embedded server, not settings
+        if variable.startswith("INSIGHTDB_TEST_"):
+            continue  # read by the test plugin, not settings
         path = tuple(part.lower() for part in variable[len(prefix) :].split("__"))
         if path[0] not in _TOP_LEVEL_KEYS | {"admin_password"}:
             raise ConfigurationError(

@@ -28,7 +28,9 @@ import ast
 import inspect
 import os
 import re
+import sys
 import textwrap
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,12 +124,17 @@ def _isolate_environment(
     monkeypatch.syspath_prepend(str(ROOT))  # the example `models` package, as from the root
 
 
-async def _run(snippet: Snippet) -> None:
+async def _run(snippet: Snippet, monkeypatch: pytest.MonkeyPatch) -> None:
     # Padding with blank lines makes tracebacks name the line in the Markdown file.
     source = "\n" * (snippet.line - 1) + snippet.code
     code = compile(source, str(snippet.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    namespace: dict[str, Any] = {"__name__": f"docs_{snippet.path.stem}_{snippet.index}"}
-    result = eval(code, namespace)  # a coroutine when the block uses top-level await
+    # A real (registered) module, as a user's file would be: Pydantic resolves a model's
+    # annotations (Beanie's Link, Indexed) through sys.modules[model.__module__].
+    name = re.sub(r"\W", "_", f"docs_{snippet.path.stem}_{snippet.index}")
+    module = types.ModuleType(name)
+    module.__file__ = str(snippet.path)
+    monkeypatch.setitem(sys.modules, name, module)
+    result = eval(code, module.__dict__)  # a coroutine when the block uses top-level await
     if inspect.iscoroutine(result):
         await result
 
@@ -141,7 +148,7 @@ async def test_docs_snippet(
     _isolate_environment(monkeypatch, insightdb_server, names)
     saved_environment = dict(os.environ)
     try:
-        await _run(snippet)
+        await _run(snippet, monkeypatch)
     finally:
         try:
             await insightdb.close()
@@ -173,5 +180,5 @@ def test_collector_reads_fences(tmp_path: Path) -> None:
     assert [(s.index, s.line, s.code) for s in found] == [
         (1, 3, "x = 1"),
         (2, 11, "if True:\n    y = 2"),
-        (3, 19, "z = 3"),
+        (3, 20, "z = 3"),
     ]

@@ -15,6 +15,10 @@ Fixtures:
     insightdb_db: a started :class:`~insightdb.InsightDB`, closed after the test. Mark a
         test ``@pytest.mark.insightdb(models=[...])`` to choose its models; by default the
         packages in ``settings.models`` are discovered.
+    insightdb_tenant_guard: the :class:`~insightdb.testing.guard.TenantGuard` that fails
+        any test whose commands reach a tenant-scoped collection without the tenant
+        filter (ini option ``insightdb_tenant_guard = false`` turns it off; the marker
+        ``insightdb_allow_unscoped`` lets one test record without failing).
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 import insightdb
 from insightdb.settings import Settings, get_settings
+from insightdb.testing.guard import TenantGuard
 
 __all__ = ["ResolvedServer", "resolve_server", "unique_database_names"]
 
@@ -142,8 +147,50 @@ except ImportError:  # pragma: no cover - pytest-asyncio is part of the test ext
     pass
 
 
+_GUARD = TenantGuard()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Declare the ``insightdb_tenant_guard`` ini option (on by default)."""
+    parser.addini(
+        "insightdb_tenant_guard",
+        "fail tests that send a command to a tenant-scoped collection without the tenant "
+        "filter (insightdb's test-mode tenant guard)",
+        type="bool",
+        default=True,
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the plugin's marker so ``--strict-markers`` accepts it."""
+    """Declare the plugin's markers and register the tenant guard with PyMongo."""
     config.addinivalue_line(
         "markers", "insightdb(models=None): models the insightdb_db fixture initialises"
     )
+    config.addinivalue_line(
+        "markers",
+        "insightdb_allow_unscoped: the tenant guard records but does not fail this test",
+    )
+    if config.getini("insightdb_tenant_guard"):
+        # Registered globally so that every client created afterwards reports to it.
+        monitoring.register(_GUARD)
+
+
+@pytest.fixture
+def insightdb_tenant_guard() -> TenantGuard:
+    """The session's tenant guard, for tests that inspect what it recorded."""
+    return _GUARD
+
+
+@pytest.fixture(autouse=True)
+def _insightdb_fail_on_tenant_leak(request: pytest.FixtureRequest) -> Iterator[None]:
+    _GUARD.reset()
+    yield
+    violations = _GUARD.violations()
+    _GUARD.reset()
+    if violations and request.node.get_closest_marker("insightdb_allow_unscoped") is None:
+        listed = "; ".join(str(v) for v in violations[:5])
+        pytest.fail(
+            f"insightdb tenant guard: {len(violations)} command(s) reached a tenant-scoped "
+            f"collection without the tenant filter: {listed}",
+            pytrace=False,
+        )

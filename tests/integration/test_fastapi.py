@@ -7,6 +7,7 @@ shutdown really happen) and is called through ``httpx.ASGITransport``; nothing i
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -110,6 +111,9 @@ def test_lifespan_refuses_an_unknown_migration_mode() -> None:
         lifespan(migrations="sometimes")  # type: ignore[arg-type]
 
 
+# PyMongo 4.20 leaks a monitor's socket when client.close() cancels it mid-connect
+# (fixed upstream by PYTHON-5867); the gc.collect() below frees it inside this filter.
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 async def test_startup_fails_with_database_unavailable_when_nothing_listens() -> None:
     uri = f"mongodb://127.0.0.1:{closed_port()}/?directConnection=true"
     settings = insightdb.get_settings(
@@ -130,6 +134,7 @@ async def test_startup_fails_with_database_unavailable_when_nothing_listens() ->
                 pytest.fail("the application started without a database")
     with pytest.raises(InsightDBError):
         insightdb.current()
+    gc.collect()
 
 
 # health router ----------------------------------------------------------------------
@@ -223,11 +228,6 @@ async def test_example_creates_and_reads_a_user_without_its_hash(
     assert read.json()["id"] == created.json()["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/admin/user.py: password_hash has Field(exclude=True), and Beanie's encoder "
-    "drops excluded fields when saving, so the hash never reaches the database",
-)
 async def test_example_stores_a_verifiable_password_hash(example: httpx.AsyncClient) -> None:
     created = await example.post(
         "/users", json={"email": "grace@example.com", "password": "a long password"}

@@ -217,3 +217,25 @@ def test_settings_are_frozen(clean_env: Path) -> None:
 def test_unknown_group_lookup(clean_env: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"^unknown database group 'billing'"):
         get_settings().database("billing")
+
+
+def test_blank_resets_an_optional_value(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSIGHTDB_TIMEOUTS__OPERATION_MS", "")
+    _write(clean_env / "settings.toml", '[default]\ndriver.w = "none"\n')
+    settings = get_settings()
+    assert settings.timeouts.operation_ms is None  # left to the driver
+    assert settings.driver.w is None
+
+
+def test_interpreter_variables_are_not_settings(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INSIGHTDB_PYTHON", "/usr/bin/python3.13")
+    monkeypatch.setenv("INSIGHTDB_EMBEDDED_PYTHON", "/usr/bin/python3.13")
+    monkeypatch.setenv("INSIGHTDB_TEST_MONGODB_URI", "mongodb://x/")
+    assert get_settings().env == "development"
+
+
+def test_bad_environment_argument_names_the_argument(clean_env: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"^env: 'qa' is not an environment"):
+        get_settings("qa")

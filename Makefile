@@ -1,0 +1,66 @@
+# insightdb developer commands. `make demo` runs the example, `make test` is the test command
+# (the one .ci/run runs). Both create the virtual environment on first use.
+#
+# Variables (override on the command line: `make test VENV=/tmp/venv-check`):
+#   VENV              where the virtual environment lives (default .venv)
+#   INSIGHTDB_PYTHON  the interpreter the venv is created with; default: scripts/find-python.sh
+#                     picks a Python >= 3.13 (the embedded server needs it)
+#   SERVER_ARGS       options of `insightdb server` for `make server`
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+VENV ?= .venv
+SERVER_ARGS ?=
+PY := $(VENV)/bin/python
+# Written after a successful install; rebuilt when pyproject.toml changes, so re-runs are fast.
+STAMP := $(VENV)/.insightdb-installed
+
+# INSIGHTDB_PYTHON is read by scripts/find-python.sh only. Keep it out of the recipes' environment:
+# settings.py treats every INSIGHTDB_* variable as a setting and would refuse "python".
+unexport INSIGHTDB_PYTHON
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help demo test lint server clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@if [[ ! -x "$(PY)" ]]; then \
+		python="$$(INSIGHTDB_PYTHON='$(INSIGHTDB_PYTHON)' scripts/find-python.sh)"; \
+		echo "creating $(VENV) with $$python"; \
+		"$$python" -m venv "$(VENV)"; \
+	fi
+	@"$(PY)" -c 'import sys; sys.exit(sys.version_info < (3, 13))' || { \
+		echo "$(VENV) runs Python < 3.13; the embedded server needs 3.13+." >&2; \
+		echo "Remove it (make distclean) or use another: make VENV=/path/to/venv ..." >&2; \
+		exit 1; }
+	"$(PY)" -m pip install --quiet --upgrade pip
+	"$(PY)" -m pip install --quiet -e ".[dev]"
+	@touch "$@"
+
+demo: $(STAMP) ## run examples/demo.py against the embedded server
+	"$(PY)" examples/demo.py
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on insightdb/
+	"$(VENV)/bin/ruff" check .
+	"$(VENV)/bin/ruff" format --check .
+	"$(VENV)/bin/mypy" insightdb
+
+test: lint ## lint, then the whole test suite (unit, integration, docs)
+	"$(VENV)/bin/pytest"
+
+server: $(STAMP) ## run the embedded development server (SERVER_ARGS="--port 27018 ...")
+	"$(VENV)/bin/insightdb" server $(SERVER_ARGS)
+
+clean: ## remove caches and build output (keeps the venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist
+	find . \( -path ./.git -o -path ./.venv -o -path "./$(VENV)" \) -prune -o \
+		-type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## also remove the virtual environment
+	rm -rf "$(VENV)"

@@ -1,0 +1,1 @@
+"""Runnable FastAPI applications that use insightdb (run them from the repository root)."""
