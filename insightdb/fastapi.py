@@ -10,12 +10,13 @@ Importing this module needs FastAPI (``pip install "insightdb[fastapi]"``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, get_args
 
 try:
-    from fastapi import APIRouter, Request
+    from fastapi import APIRouter, HTTPException, Request
     from fastapi.responses import JSONResponse
     from starlette.applications import Starlette
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
@@ -30,10 +31,21 @@ from loguru import logger
 
 from insightdb import lifecycle
 from insightdb.core import InsightDB
-from insightdb.exceptions import ConfigurationError, InsightDBError
+from insightdb.exceptions import ConfigurationError, InsightDBError, TenantContextError
 from insightdb.settings import Settings
+from insightdb.tenancy import tenant_context, validate_tenant_id
 
-__all__ = ["MigrationsMode", "get_db", "health_router", "lifespan"]
+__all__ = [
+    "MigrationsMode",
+    "TenantResolver",
+    "get_db",
+    "health_router",
+    "lifespan",
+    "tenant_dependency",
+]
+
+TenantResolver = Callable[[Request], "str | Awaitable[str | None] | None"]
+"""Returns the request's tenant (from a JWT claim, a subdomain...) or ``None``."""
 
 MigrationsMode = Literal["check", "apply", "ignore"]
 """What :func:`lifespan` does about pending migrations at startup."""
@@ -149,6 +161,58 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
         return _no_store(200 if report.ready else 503, report.to_dict())
 
     return router
+
+
+def tenant_dependency(
+    header: str = "X-Tenant-ID", *, resolver: TenantResolver | None = None
+) -> Callable[[Request], AsyncIterator[str]]:
+    """Build a dependency that scopes each request to its tenant.
+
+    The tenant comes from ``resolver(request)`` when given (a JWT claim, a subdomain;
+    sync or async), else from the ``header``. The request then runs inside
+    :func:`~insightdb.tenancy.tenant_context`, so every tenant-scoped query of the
+    handler is filtered. A request never runs unscoped: no tenant is a 400 (header) or
+    401 (resolver), an invalid one a 400, each with a JSON ``detail``.
+
+    Example:
+        ```py
+        app = FastAPI(lifespan=lifespan(), dependencies=[Depends(tenant_dependency())])
+        ```
+
+    Args:
+        header: The request header that names the tenant.
+        resolver: A callable taking the request and returning the tenant or ``None``.
+    """
+
+    async def resolve_tenant(request: Request) -> AsyncIterator[str]:
+        if resolver is not None:
+            found = resolver(request)
+            if inspect.isawaitable(found):
+                found = await found
+            if found is None:
+                raise HTTPException(
+                    status_code=401,
+                    detail={"error": "tenant_required", "message": "no tenant for this request"},
+                )
+        else:
+            found = request.headers.get(header)
+            if found is None:
+                raise HTTPException(
+                    status_code=400,
+                    detail={"error": "tenant_required", "message": f"missing {header} header"},
+                )
+        try:
+            tenant = validate_tenant_id(found)
+        except TenantContextError as exc:
+            raise HTTPException(
+                status_code=400, detail={"error": "invalid_tenant", "message": exc.message}
+            ) from None
+        # An async generator dependency runs in the handler's task, so the tenant set
+        # here is the one the handler's queries see.
+        with tenant_context(tenant):
+            yield tenant
+
+    return resolve_tenant
 
 
 def _check_migrations_mode(migrations: str) -> None:
