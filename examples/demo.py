@@ -22,6 +22,7 @@ from loguru import logger
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import insightdb
+from insightdb import tenant_context
 from models.admin.user import User
 from models.customer.client import Client
 
@@ -42,9 +43,11 @@ async def find_or_create_user() -> User:
 
 async def find_or_create_client() -> Client:
     """Return the demo tenant's customer account, creating it on first run."""
-    client = await Client.find_one(Client.tenant_id == TENANT, Client.name == "Acme Corp")
-    if client is None:
-        client = await Client(tenant_id=TENANT, name="Acme Corp").insert()
+    # Client is TenantScoped: inside the tenant's context every query is filtered to it.
+    async with tenant_context(TENANT):
+        client = await Client.find_one(Client.name == "Acme Corp")
+        if client is None:
+            client = await Client(name="Acme Corp").insert()
     return client
 
 
@@ -66,7 +69,8 @@ async def main() -> None:
         print(f"admin user:      {user.email} ({user.role}), id {user.id}")
 
         created_client = await find_or_create_client()
-        client = await Client.find_one(Client.tenant_id == TENANT)
+        async with tenant_context(TENANT):
+            client = await Client.find_one(Client.id == created_client.id)
         if client is None or client.id != created_client.id:
             raise SystemExit(f"read back {client!r}, expected the client {created_client.id}")
         print(f"customer client: {client.name} (tenant {client.tenant_id}), id {client.id}")

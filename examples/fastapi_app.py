@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from beanie import Document
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, EmailStr, Field
 from pymongo.errors import DuplicateKeyError
 
@@ -128,21 +128,34 @@ async def read_user(email: EmailStr) -> UserOut:
     return UserOut.of(user)
 
 
-@router.post("/tenants/{tenant_id}/clients", status_code=status.HTTP_201_CREATED)
+def _tenant_from_path(request: Request) -> str | None:
+    # Here the tenant is in the URL; a real service would take it from a verified JWT
+    # claim or a subdomain (see docs/tenancy.md).
+    return request.path_params.get("tenant_id")
+
+
+# Every route of this router runs inside its tenant's context: Client queries are
+# filtered to that tenant and new clients are stamped with it.
+tenant_router = APIRouter(
+    prefix="/tenants/{tenant_id}",
+    dependencies=[Depends(insightdb.fastapi.tenant_dependency(resolver=_tenant_from_path))],
+)
+
+
+@tenant_router.post("/clients", status_code=status.HTTP_201_CREATED)
 async def create_client(tenant_id: TenantId, body: ClientIn) -> ClientOut:
     """Create a client account of one tenant."""
-    client = Client(tenant_id=tenant_id, name=body.name, status=body.status)
+    client = Client(name=body.name, status=body.status)
     await client.insert()
     return ClientOut.of(client)
 
 
-@router.get("/tenants/{tenant_id}/clients")
+@tenant_router.get("/clients")
 async def list_clients(
     tenant_id: TenantId, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[ClientOut]:
     """List one tenant's clients, oldest first."""
-    # Explicit tenant filter: fail-closed tenant scoping replaces it once tenancy lands.
-    found = await Client.find({"tenant_id": tenant_id}).sort("created_at").limit(limit).to_list()
+    found = await Client.find_all().sort("created_at").limit(limit).to_list()
     return [ClientOut.of(c) for c in found]
 
 
@@ -163,6 +176,7 @@ def create_app(
     )
     application.include_router(insightdb.fastapi.health_router())
     application.include_router(router)
+    application.include_router(tenant_router)
     return application
 
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from beanie import Indexed
 from pydantic import Field
 
-from insightdb import CustomerDocument
+from insightdb import CustomerDocument, TenantScoped
 
 
-class Client(CustomerDocument):
+class Client(TenantScoped, CustomerDocument):
     """One customer account of one tenant.
 
-    ``tenant_id`` names the tenant the account belongs to; it becomes enforced by
-    ``TenantScoped`` once tenancy lands.
+    ``TenantScoped`` adds ``tenant_id`` and confines every read and write to the current
+    tenant (``tenant_context``); without one, operations are refused.
     """
 
-    tenant_id: Indexed(str)  # type: ignore[valid-type]
     name: str
     status: Literal["active", "suspended", "closed"] = "active"
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
