@@ -46,10 +46,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## run examples/demo.py against the embedded server
 	"$(PY)" examples/demo.py
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on insightdb/
+lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on insightdb/ and tests/typing
 	"$(VENV)/bin/ruff" check .
 	"$(VENV)/bin/ruff" format --check .
-	"$(VENV)/bin/mypy" insightdb
+	"$(VENV)/bin/mypy" insightdb tests/typing
 
 test: lint ## lint, then the whole test suite (unit, integration, docs)
 	"$(VENV)/bin/pytest"

@@ -1,0 +1,63 @@
+"""Type-checked (not run) uses of the public API, as an application writes them.
+
+``mypy --strict tests/typing`` runs in ``make lint``; a signature change that breaks user
+code shows up here as a type error.
+"""
+
+from __future__ import annotations
+
+from beanie import Indexed
+from fastapi import Depends, FastAPI
+
+import insightdb
+import insightdb.fastapi
+from insightdb import (
+    AdminDocument,
+    CustomerDocument,
+    HealthReport,
+    InsightDB,
+    Settings,
+    TenantScoped,
+    tenant_context,
+    unscoped,
+)
+from insightdb.testing import EmbeddedServer
+
+
+class Account(AdminDocument):
+    email: Indexed(str, unique=True)  # type: ignore[valid-type]
+
+
+class Project(TenantScoped, CustomerDocument):
+    title: str
+
+
+async def typical_use() -> None:
+    settings: Settings = insightdb.get_settings("testing")
+    db: InsightDB = await insightdb.init(settings, models=[Account, Project])
+    report: HealthReport = await db.health(timeout_s=1.0)
+    ready: bool = report.ready
+    assert ready
+    name: str = db.database("admin").name
+    assert name
+    async with tenant_context("acme"):
+        projects: list[Project] = await Project.find_all().to_list()
+        assert projects is not None
+    with unscoped("typing check"):
+        count: int = await Project.count()
+        assert count >= 0
+    await insightdb.close()
+
+    async with insightdb.connect(settings) as again:
+        assert again.started
+
+    with EmbeddedServer() as server:
+        uri: str = server.uri
+        assert uri
+
+
+app = FastAPI(
+    lifespan=insightdb.fastapi.lifespan(),
+    dependencies=[Depends(insightdb.fastapi.tenant_dependency())],
+)
+app.include_router(insightdb.fastapi.health_router())
