@@ -42,6 +42,11 @@ _tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _unscoped: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "insightdb_unscoped", default=None
 )
+# (tenant, unscoped reason, outer frame) to restore when the innermost scope exits.
+_Frame = tuple[str | None, str | None, "_Frame | None"]
+_saved: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
+    "insightdb_scope_frames", default=None
+)
 
 
 def validate_tenant_id(tenant_id: object) -> str:
@@ -77,8 +82,53 @@ def unscoped_reason() -> str | None:
     return _unscoped.get()
 
 
-class tenant_context:
+class _Scope:
+    """Sets the tenant and the unscoped reason for a block; sync and async, re-entrant.
+
+    The values to restore on exit are kept in a context variable, not on the instance,
+    so one instance can be entered by several concurrent tasks (each task has its own
+    context) and nested in itself.
+    """
+
+    __slots__ = ()
+
+    def _values(self) -> tuple[str | None, str | None]:
+        raise NotImplementedError
+
+    def _enter(self) -> None:
+        tenant, reason = self._values()
+        _saved.set((_tenant.get(), _unscoped.get(), _saved.get()))
+        _tenant.set(tenant)
+        _unscoped.set(reason)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        saved = _saved.get()
+        if saved is None:
+            raise TenantContextError("tenant scope exited more often than it was entered")
+        tenant, reason, outer = saved
+        _tenant.set(tenant)
+        _unscoped.set(reason)
+        _saved.set(outer)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class tenant_context(_Scope):
     """Run the enclosed code as ``tenant_id``; a sync and an async context manager.
+
+    Entering a tenant leaves any enclosing :class:`unscoped` block: the inner code is
+    scoped again.
 
     Example:
         ```py
@@ -93,46 +143,28 @@ class tenant_context:
         TenantContextError: The id is invalid.
     """
 
-    __slots__ = ("_tenant_id", "_tokens")
+    __slots__ = ("_tenant_id",)
 
     def __init__(self, tenant_id: str) -> None:
         self._tenant_id = validate_tenant_id(tenant_id)
-        self._tokens: list[tuple[contextvars.Token[str | None], contextvars.Token[str | None]]] = []
 
     @property
     def tenant_id(self) -> str:
         """The tenant this block runs as."""
         return self._tenant_id
 
-    def __enter__(self) -> str:
-        # Entering a tenant leaves any enclosing unscoped() block: the inner code is
-        # scoped again.
-        self._tokens.append((_tenant.set(self._tenant_id), _unscoped.set(None)))
-        return self._tenant_id
+    def _values(self) -> tuple[str | None, str | None]:
+        return self._tenant_id, None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tenant_token, unscoped_token = self._tokens.pop()
-        _unscoped.reset(unscoped_token)
-        _tenant.reset(tenant_token)
+    def __enter__(self) -> str:
+        self._enter()
+        return self._tenant_id
 
     async def __aenter__(self) -> str:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
-
-class unscoped:
+class unscoped(_Scope):
     """Run tenant-scoped operations across all tenants, on purpose; logged with ``reason``.
 
     Inside the block no tenant filter is added and nothing is refused; it is the one
@@ -146,38 +178,22 @@ class unscoped:
         TenantContextError: ``reason`` is empty.
     """
 
-    __slots__ = ("_reason", "_tokens")
+    __slots__ = ("_reason",)
 
     def __init__(self, reason: str) -> None:
         if not isinstance(reason, str) or not reason.strip():
             raise TenantContextError("unscoped() needs a reason, e.g. unscoped('nightly report')")
         self._reason = reason.strip()
-        self._tokens: list[tuple[contextvars.Token[str | None], contextvars.Token[str | None]]] = []
+
+    def _values(self) -> tuple[str | None, str | None]:
+        return None, self._reason
 
     def __enter__(self) -> None:
         logger.warning("insightdb: tenant scoping bypassed: {}", self._reason)
-        self._tokens.append((_tenant.set(None), _unscoped.set(self._reason)))
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tenant_token, unscoped_token = self._tokens.pop()
-        _unscoped.reset(unscoped_token)
-        _tenant.reset(tenant_token)
+        self._enter()
 
     async def __aenter__(self) -> None:
         self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 def _tenant_default() -> str:
