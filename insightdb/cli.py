@@ -299,6 +299,11 @@ def build_app() -> typer.Typer:
     app.command("models")(models_command)
     app.command("health")(health_command)
     app.command("server")(server_command)
+    from insightdb.migrations.cli import migrate_app  # imports get_state from this module
+    from insightdb.seeding_cli import seed_app
+
+    app.add_typer(migrate_app, name="migrate")
+    app.add_typer(seed_app, name="seed")
     return app
 
 

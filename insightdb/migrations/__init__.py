@@ -1,0 +1,43 @@
+"""Migrations for insightdb's two databases: one revision chain, log and lock per database.
+
+Revision files live in ``migrations/admin/`` and ``migrations/customer/``. Each names its
+``revision`` and the ``down_revision`` it revises, and defines ``async def upgrade(ctx)``
+/ ``async def downgrade(ctx)`` or Beanie-style ``Forward`` / ``Backward`` classes whose
+steps are declared with :func:`iterative` and :func:`free_fall`. The modules, one job
+each: :mod:`~insightdb.migrations.graph` (pure revision graph),
+:mod:`~insightdb.migrations.scripts` (files), :mod:`~insightdb.migrations.log` and
+:mod:`~insightdb.migrations.lock` (the database side), :mod:`~insightdb.migrations.runner`
+(one group), :mod:`~insightdb.migrations.context` and
+:mod:`~insightdb.migrations.serverside` (what ``ctx`` offers),
+:mod:`~insightdb.migrations.command` (the commands) and :mod:`~insightdb.migrations.cli`.
+
+For a FastAPI lifespan: ``await pending_migrations(db)`` (``"check"``) and
+``await upgrade(db)`` (``"apply"``, under the lock).
+"""
+
+from __future__ import annotations
+
+from insightdb.migrations.command import pending_migrations, upgrade
+from insightdb.migrations.context import MigrationContext
+from insightdb.migrations.controllers import free_fall, iterative
+from insightdb.migrations.graph import Revision, RevisionGraph
+from insightdb.migrations.runner import Runner, RunOptions, RunResult
+from insightdb.migrations.status import GroupStatus, RevisionStatus
+
+__all__ = [
+    # writing revisions
+    "MigrationContext",
+    "free_fall",
+    "iterative",
+    # running them
+    "RunOptions",
+    "RunResult",
+    "Runner",
+    "pending_migrations",
+    "upgrade",
+    # inspecting them
+    "GroupStatus",
+    "Revision",
+    "RevisionGraph",
+    "RevisionStatus",
+]

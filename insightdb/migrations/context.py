@@ -1,0 +1,357 @@
+"""``ctx``: what a revision's ``upgrade(ctx)`` / ``downgrade(ctx)`` works with.
+
+A :class:`MigrationContext` gives the group's database and client, a session, a logger
+bound to the revision, and batch helpers that make large migrations safe:
+
+- :meth:`~MigrationContext.batches` and :meth:`~MigrationContext.for_each` stream a
+  collection with one cursor sorted by ``_id``, hand over one batch at a time (memory is
+  bounded by one batch), write with unordered ``bulk_write`` and record a checkpoint (the
+  last ``_id``) after each batch, so a rerun resumes after the last finished batch;
+- :meth:`~MigrationContext.update_with_pipeline` and :meth:`~MigrationContext.merge_into`
+  run on the server (:mod:`insightdb.migrations.serverside`);
+- :meth:`~MigrationContext.transaction` opens a transaction for arbitrary code.
+
+With ``use_transaction = True`` in the revision, each batch's writes and its checkpoint
+commit together in one transaction — never one transaction around a whole collection.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
+from types import EllipsisType
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.asynchronous.mongo_client import AsyncMongoClient
+
+from insightdb.exceptions import MigrationError
+from insightdb.migrations.log import Checkpoint, MigrationLog
+from insightdb.migrations.progress import ProgressMode, Reporter, make_reporter
+
+if TYPE_CHECKING:
+    from insightdb.migrations.lock import MigrationLock
+
+__all__ = ["MigrationContext", "Transform"]
+
+WriteOp = InsertOne[Any] | UpdateOne | UpdateMany | ReplaceOne[Any] | DeleteOne
+Transform = Callable[[dict[str, Any]], "Mapping[str, Any] | WriteOp | Awaitable[Any] | None"]
+"""What :meth:`MigrationContext.for_each` calls per document (sync or async)."""
+_WRITE_OPS = (InsertOne, UpdateOne, UpdateMany, ReplaceOne, DeleteOne)
+_BAD_KEY = re.compile(r"[.$]")
+
+
+@dataclass
+class _Chunk:
+    docs: list[dict[str, Any]]
+    written: int = 0
+
+
+@dataclass
+class _Step:
+    """One resumable step of a revision (a batch helper call)."""
+
+    ctx: MigrationContext
+    key: str
+    point: Checkpoint = field(default_factory=Checkpoint)
+
+    async def record(
+        self, after: Any, written: int, *, done: bool = False, in_transaction: bool = False
+    ) -> None:
+        self.point = Checkpoint(after, self.point.documents + written, done)
+        self.ctx.documents += written
+        session = self.ctx.session if in_transaction else None
+        await self.ctx._log.checkpoint(
+            self.ctx.revision, self.key, self.point, written=written, session=session
+        )
+
+
+class MigrationContext:
+    """The ``ctx`` passed to a revision's functions and Beanie-style steps.
+
+    Attributes:
+        group: ``"admin"`` or ``"customer"``.
+        revision: The revision being run.
+        direction: ``"up"`` or ``"down"``.
+        database: The group's database.
+        client: The client serving it.
+        session: A session for this revision (pass it to writes that should join a
+            transaction opened by :meth:`transaction`).
+        logger: A loguru logger bound to the group and revision.
+        batch_size: Default documents per batch of the batch helpers.
+        server_batch_size: Default documents per server-side operation of
+            :meth:`update_with_pipeline` and :meth:`merge_into` (``None``: one operation).
+        use_transaction: Whether each batch commits with its checkpoint in a transaction.
+        documents: Documents written by this run so far.
+    """
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        revision: str,
+        direction: str,
+        database: AsyncDatabase[Any],
+        client: AsyncMongoClient[Any],
+        session: AsyncClientSession,
+        log: MigrationLog,
+        checkpoints: Mapping[str, Checkpoint] | None = None,
+        batch_size: int = 1000,
+        server_batch_size: int | None = 10_000,
+        use_transaction: bool = False,
+        progress: ProgressMode = "auto",
+        lock: MigrationLock | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise MigrationError(f"batch_size must be at least 1, got {batch_size}")
+        self.group = group
+        self.revision = revision
+        self.direction = direction
+        self.database = database
+        self.client = client
+        self.session = session
+        self.logger = logger.bind(group=group, revision=revision)
+        self.batch_size = batch_size
+        self.server_batch_size = server_batch_size
+        self.use_transaction = use_transaction
+        self.documents = 0
+        self.server_side: dict[str, bool] = {}  # feature -> supported, learnt while running
+        self._log = log
+        self._checkpoints = dict(checkpoints or {})
+        self._progress: ProgressMode = progress
+        self._lock = lock
+        self._calls = 0
+
+    def collection(self, name: str) -> AsyncCollection[Any]:
+        """Return a collection of the group's database."""
+        return self.database[name]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncClientSession]:
+        """Run a block in a transaction on :attr:`session`; pass ``session=`` to its writes.
+
+        Raises:
+            MigrationError: A transaction is already open, or the server refused one.
+        """
+        if self.session.in_transaction:
+            raise MigrationError(f"{self.revision}: a transaction is already open")
+        async with await self.session.start_transaction():
+            yield self.session
+
+    async def batches(
+        self,
+        collection: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        key: str | None = None,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield the matching documents, one batch (a list) at a time, in ``_id`` order.
+
+        The checkpoint of a batch is written when the loop asks for the next one, so a
+        batch whose processing raised is processed again by the rerun. Don't ``break``
+        out of the loop when ``use_transaction`` is set (wrap it in
+        :func:`contextlib.aclosing` if you must).
+
+        Args:
+            collection: The collection name.
+            filter: Which documents; all by default.
+            projection: Which fields to fetch.
+            batch_size: Documents per batch; :attr:`batch_size` by default.
+            key: The checkpoint name; ``<collection>#<n>`` (n-th helper call) by default.
+        """
+        async with aclosing(self._chunks(collection, filter, projection, batch_size, key)) as it:
+            async for chunk in it:
+                yield chunk.docs
+                chunk.written = len(chunk.docs)
+
+    async def for_each(
+        self,
+        collection: str,
+        transform: Transform,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Call ``transform`` on each matching document and bulk-write what it returns.
+
+        ``transform(doc)`` (sync or async) returns ``None`` (leave the document alone),
+        an update document such as ``{"$set": {...}}`` (applied to that document), or any
+        PyMongo write model (``ReplaceOne``, ``DeleteOne``...).
+
+        Returns:
+            The number of writes sent.
+        """
+        coll = self.database[collection]
+        total = 0
+        async with aclosing(self._chunks(collection, filter, projection, batch_size, key)) as it:
+            async for chunk in it:
+                ops: list[Any] = []
+                for doc in chunk.docs:
+                    result = transform(doc)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    if result is None:
+                        continue
+                    if isinstance(result, _WRITE_OPS):
+                        ops.append(result)
+                    elif isinstance(result, Mapping):
+                        ops.append(UpdateOne({"_id": doc["_id"]}, dict(result)))
+                    else:
+                        raise MigrationError(
+                            f"{self.revision}: for_each's transform returned "
+                            f"{type(result).__name__}; expected None, an update or a write model"
+                        )
+                if ops:
+                    await coll.bulk_write(ops, ordered=False, session=self._write_session())
+                chunk.written = len(ops)
+                total += len(ops)
+        return total
+
+    async def update_with_pipeline(
+        self,
+        collection: str,
+        filter: Mapping[str, Any],
+        pipeline: list[Mapping[str, Any]],
+        *,
+        batch_size: int | EllipsisType | None = ...,
+        key: str | None = None,
+    ) -> int:
+        """Update the matching documents with an aggregation pipeline, on the server.
+
+        See :func:`insightdb.migrations.serverside.update_with_pipeline`.
+
+        Returns:
+            The number of documents modified.
+        """
+        from insightdb.migrations.serverside import update_with_pipeline
+
+        size = self.server_batch_size if isinstance(batch_size, EllipsisType) else batch_size
+        return await update_with_pipeline(self, collection, filter, pipeline, size, key)
+
+    async def merge_into(
+        self,
+        source: str,
+        target: str,
+        pipeline: list[Mapping[str, Any]] | None = None,
+        *,
+        on: str | list[str] = "_id",
+        when_matched: str = "replace",
+        when_not_matched: str = "insert",
+        batch_size: int | EllipsisType | None = ...,
+        key: str | None = None,
+    ) -> int:
+        """Write ``source`` through ``pipeline`` into ``target`` with ``$merge``, on the server.
+
+        See :func:`insightdb.migrations.serverside.merge_into`.
+
+        Returns:
+            The number of source documents processed.
+        """
+        from insightdb.migrations.serverside import merge_into
+
+        size = self.server_batch_size if isinstance(batch_size, EllipsisType) else batch_size
+        return await merge_into(
+            self, source, target, list(pipeline or []), on, when_matched, when_not_matched,
+            size, key,
+        )  # fmt: skip
+
+    # --- machinery shared with serverside.py and controllers.py ------------------------
+
+    def step(self, collection: str, key: str | None) -> _Step:
+        """Return the resumable step of a helper call (internal)."""
+        name = key if key is not None else f"{collection}#{self._calls}"
+        self._calls += 1
+        name = _BAD_KEY.sub("_", name)
+        if self.direction == "down":
+            name = f"down:{name}"
+        return _Step(self, name, self._checkpoints.get(name, Checkpoint()))
+
+    def batch_scope(self) -> AbstractAsyncContextManager[Any]:
+        """A transaction per batch when ``use_transaction`` is set (internal)."""
+        return self.transaction() if self.use_transaction else nullcontext()
+
+    def reporter(self, collection: str, total: int | None) -> Reporter:
+        """Return the progress reporter of one step (internal)."""
+        return make_reporter(f"{self.group} {self.revision} {collection}", total, self._progress)
+
+    def check_lock(self) -> None:
+        """Stop between batches when the lock was lost (internal)."""
+        if self._lock is not None:
+            self._lock.check()
+
+    async def _chunks(
+        self,
+        collection: str,
+        filter: Mapping[str, Any] | None,
+        projection: Mapping[str, Any] | None,
+        batch_size: int | None,
+        key: str | None,
+    ) -> AsyncGenerator[_Chunk, None]:
+        size = batch_size or self.batch_size
+        step = self.step(collection, key)
+        if step.point.done:
+            self.logger.info("{} {}: step {} already done", self.group, self.revision, step.key)
+            return
+        query = after_id(filter, step.point.after)
+        coll = self.database[collection]
+        total = await (coll.count_documents(query) if query else coll.estimated_document_count())
+        reporter = self.reporter(collection, total)
+        try:
+            # No session on the cursor: it outlives the per-batch transactions.
+            cursor = coll.find(query, projection, sort=[("_id", 1)], batch_size=size)
+            batch: list[dict[str, Any]] = []
+            async for doc in cursor:
+                batch.append(doc)
+                if len(batch) >= size:
+                    await self._hand_over(step, batch)
+                    async with self.batch_scope():
+                        chunk = _Chunk(batch)
+                        yield chunk
+                        await step.record(
+                            batch[-1]["_id"], chunk.written, in_transaction=self.use_transaction
+                        )
+                    reporter.advance(len(batch))
+                    batch = []
+            if batch:
+                await self._hand_over(step, batch)
+                async with self.batch_scope():
+                    chunk = _Chunk(batch)
+                    yield chunk
+                    await step.record(
+                        batch[-1]["_id"], chunk.written, in_transaction=self.use_transaction
+                    )
+                reporter.advance(len(batch))
+            await step.record(step.point.after, 0, done=True)
+        finally:
+            reporter.close()
+
+    async def _hand_over(self, step: _Step, batch: list[dict[str, Any]]) -> None:
+        self.check_lock()
+        if "_id" not in batch[-1]:
+            raise MigrationError(
+                f"{self.revision}: step {step.key}: the projection must keep _id "
+                "(batches are checkpointed by _id)"
+            )
+
+    def _write_session(self) -> AsyncClientSession | None:
+        return self.session if self.session.in_transaction else None
+
+
+def after_id(filter: Mapping[str, Any] | None, after: Any) -> dict[str, Any]:
+    """Return ``filter`` restricted to ``_id > after`` (unchanged when ``after`` is None)."""
+    base = dict(filter or {})
+    if after is None:
+        return base
+    bound = {"_id": {"$gt": after}}
+    return {"$and": [base, bound]} if base else bound
