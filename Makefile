@@ -6,6 +6,7 @@
 #   INSIGHTDB_PYTHON  the interpreter the venv is created with; default: scripts/find-python.sh
 #                     picks a Python >= 3.13 (the embedded server needs it)
 #   SERVER_ARGS       options of `insightdb server` for `make server`
+#   BENCH_ARGS        options of `python -m bench.run` for `make bench` (e.g. --quick)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -14,6 +15,7 @@ MAKEFLAGS += --no-builtin-rules
 
 VENV ?= .venv
 SERVER_ARGS ?=
+BENCH_ARGS ?=
 PY := $(VENV)/bin/python
 # Written after a successful install; rebuilt when pyproject.toml changes, so re-runs are fast.
 STAMP := $(VENV)/.insightdb-installed
@@ -24,7 +26,7 @@ unexport INSIGHTDB_PYTHON
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test lint server clean distclean
+.PHONY: help demo test lint bench server clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +55,9 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on insightdb/ a
 
 test: lint ## lint, then the whole test suite (unit, integration, docs)
 	"$(VENV)/bin/pytest"
+
+bench: $(STAMP) ## run bench/ (about 5 min) and regenerate docs/benchmarks.md and .png
+	"$(PY)" -m bench.run $(BENCH_ARGS)
 
 server: $(STAMP) ## run the embedded development server (SERVER_ARGS="--port 27018 ...")
 	"$(VENV)/bin/insightdb" server $(SERVER_ARGS)

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from loguru import logger
 
+from insightdb.breaker import BreakerState, CircuitBreaker
 from insightdb.core import InsightDB
 from insightdb.documents import AdminDocument, CustomerDocument
 from insightdb.exceptions import (
@@ -27,8 +28,10 @@ from insightdb.exceptions import (
     TenantIsolationError,
     TransactionError,
 )
-from insightdb.health import GroupHealth, HealthReport
+from insightdb.fastpath import find_as, find_one_as
+from insightdb.health import GroupHealth, HealthReport, PoolHealth, ServerHealth, TopologyHealth
 from insightdb.lifecycle import close, connect, current, init
+from insightdb.monitoring import Alert, MetricsSnapshot
 from insightdb.registry import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
 from insightdb.tenancy import TenantScoped, current_tenant, tenant_context, unscoped
@@ -53,6 +56,9 @@ __all__ = [
     "current_tenant",
     "tenant_context",
     "unscoped",
+    # fast reads
+    "find_as",
+    "find_one_as",
     # runtime
     "InsightDB",
     "close",
@@ -65,6 +71,14 @@ __all__ = [
     # health
     "GroupHealth",
     "HealthReport",
+    "PoolHealth",
+    "ServerHealth",
+    "TopologyHealth",
+    # resilience and metrics
+    "Alert",
+    "BreakerState",
+    "CircuitBreaker",
+    "MetricsSnapshot",
     # errors
     "CircuitOpenError",
     "ConfigurationError",

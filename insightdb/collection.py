@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from insightdb._driver_errors import is_connectivity_error, unavailable
 from insightdb.exceptions import TenantContextError, TenantIsolationError
@@ -34,7 +34,7 @@ from insightdb.scoping import (
     scope_replacement,
     scope_update,
 )
-from insightdb.tenancy import current_tenant, unscoped_reason
+from insightdb.tenancy import TENANT_FIELD, current_tenant, unscoped_reason
 
 __all__ = ["GuardedCollection", "GuardedCursor", "OperationGuard"]
 
@@ -339,10 +339,11 @@ class GuardedCollection:
     async def _run_write(self, operation: str, call: Callable[[], Any], tenant: str | None) -> Any:
         try:
             return await self._run(operation, call)
-        except DuplicateKeyError as exc:
-            if tenant is not None and _is_id_clash(exc):
-                # In a scoped write an _id clash means the id exists, and the scoped
-                # filter did not match it: it belongs to another tenant.
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            if tenant is None:
+                raise
+            ids = _clashing_ids(exc)
+            if ids and await self._any_foreign(ids, tenant):
                 raise TenantIsolationError(
                     f"{operation} on {self._label}: a document with this _id belongs to "
                     "another tenant; it was not changed",
@@ -350,23 +351,49 @@ class GuardedCollection:
                 ) from exc
             raise
 
+    async def _any_foreign(self, ids: list[Any], tenant: str) -> bool:
+        """Tell whether some of ``ids`` exist but not in ``tenant`` (so: another tenant's).
 
-def _is_id_clash(exc: DuplicateKeyError) -> bool:
+        The lookup itself is scoped to the tenant: it counts the tenant's own documents
+        among the clashing ids, and nothing about other tenants is read.
+        """
+        own = await self._run(
+            "count_documents",
+            lambda: self._raw.count_documents({"_id": {"$in": ids}, TENANT_FIELD: tenant}),
+        )
+        return bool(own < len(ids))
+
+
+def _clashing_ids(exc: DuplicateKeyError | BulkWriteError) -> list[Any]:
+    """The ``_id`` values a duplicate-key failure clashed on (empty if it wasn't ``_id``)."""
     details = exc.details or {}
-    pattern = details.get("keyPattern")
-    if isinstance(pattern, Mapping):
-        return list(pattern) == ["_id"]
-    return "index: _id_ " in str(exc)
+    errors = details.get("writeErrors") if isinstance(exc, BulkWriteError) else [details]
+    ids: list[Any] = []
+    for error in errors or []:
+        if not isinstance(error, Mapping) or error.get("code") not in (11000, 11001, None):
+            continue
+        pattern = error.get("keyPattern")
+        value = error.get("keyValue")
+        if isinstance(pattern, Mapping) and list(pattern) == ["_id"] and isinstance(value, Mapping):
+            ids.append(value["_id"])
+        elif (
+            pattern is None
+            and isinstance(error.get("op"), Mapping)
+            and "_id_ " in str(error.get("errmsg", ""))
+        ):
+            ids.append(error["op"]["_id"])
+    return ids
 
 
 class GuardedCursor:
     """A cursor whose fetches go through the collection's guard and error translation."""
 
-    __slots__ = ("_collection", "_cursor")
+    __slots__ = ("_answered", "_collection", "_cursor")
 
     def __init__(self, cursor: Any, collection: GuardedCollection) -> None:
         self._cursor = cursor
         self._collection = collection
+        self._answered = False
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._cursor, name)
@@ -384,14 +411,24 @@ class GuardedCursor:
 
     async def __anext__(self) -> Any:
         try:
-            return await self._cursor.__anext__()
+            document = await self._cursor.__anext__()
         except StopAsyncIteration:
+            self._report_answer()
             raise
         except PyMongoError as exc:
             self._collection._guard.failed(exc)
             if is_connectivity_error(exc):
                 raise unavailable(f"{self._collection._label}: cursor", exc) from exc
             raise
+        self._report_answer()
+        return document
+
+    def _report_answer(self) -> None:
+        # The first answer tells the guard the server is back (a half-open probe that
+        # iterates must release its slot); later batches need not repeat it.
+        if not self._answered:
+            self._answered = True
+            self._collection._guard.succeeded()
 
     async def next(self) -> Any:
         """Return the next document."""

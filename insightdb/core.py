@@ -6,6 +6,12 @@ development, the embedded server. ``start()`` validates before it connects, so a
 routing mistake costs no network round trip; a failure at any step undoes the steps
 before it.
 
+Each distinct client gets a :class:`~insightdb.guard.ClientGuard` (its circuit breaker),
+installed in every model's guarded collection and used by health checks, and the
+monitors of :class:`~insightdb.monitoring.Monitoring` are registered as its event
+listeners. ``close()`` is graceful: it stops the monitoring loop, waits (up to
+``resilience.shutdown_timeout_s``) for operations in flight, then closes the clients.
+
 Beanie keeps its binding of a model to a collection on the model class, so only one
 instance can be bound at a time in a process; :mod:`insightdb.lifecycle` enforces that.
 """
@@ -14,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import pymongo
 from beanie import Document, init_beanie
 from loguru import logger
 from pymongo import AsyncMongoClient
@@ -25,11 +32,20 @@ from pymongo.errors import PyMongoError
 
 from insightdb._driver_errors import is_connectivity_error, unavailable
 from insightdb._redact import mask_uri
+from insightdb.breaker import CircuitBreaker
 from insightdb.collection import GuardedCollection
 from insightdb.connections import ConnectionHandler
 from insightdb.documents import beanie_initialising, install_collection
 from insightdb.exceptions import ConfigurationError, InsightDBError
-from insightdb.health import HealthReport, check_groups
+from insightdb.guard import ClientGuard
+from insightdb.health import (
+    HealthReport,
+    PoolHealth,
+    TopologyHealth,
+    check_groups,
+    with_details,
+)
+from insightdb.monitoring import Alert, AlertHook, BreakerMetrics, MetricsSnapshot, Monitoring
 from insightdb.registry import ModelRegistry, build_registry, clean_bases
 from insightdb.settings import GROUPS, Settings
 from insightdb.startup import wait_until_reachable
@@ -39,6 +55,8 @@ if TYPE_CHECKING:
     from insightdb.testing.server import EmbeddedServer
 
 __all__ = ["InsightDB"]
+
+_MIN_CLOSE_S = 0.25  # the least time closing the clients gets, even past the bound
 
 
 class InsightDB:
@@ -61,6 +79,8 @@ class InsightDB:
         self._registry: ModelRegistry | None = None
         self._handler: ConnectionHandler | None = None
         self._embedded: EmbeddedServer | None = None
+        self._monitoring: Monitoring | None = None
+        self._guards: dict[str, ClientGuard] = {}
         self._started = False
 
     def __repr__(self) -> str:
@@ -117,9 +137,14 @@ class InsightDB:
         )
         try:
             uris = await self._resolve_uris()
-            self._handler = ConnectionHandler(self._settings, uris=uris)
+            self._monitoring = Monitoring(self._settings)
+            self._handler = ConnectionHandler(
+                self._settings, uris=uris, event_listeners=self._monitoring.listeners()
+            )
+            self._guards = self._build_guards(self._handler)
             await self._wait_reachable(self._handler)
             await self._init_beanie(self._handler, self._registry)
+            self._monitoring.start()
         except BaseException:
             await self._release()
             raise
@@ -132,21 +157,99 @@ class InsightDB:
         )
 
     async def close(self) -> None:
-        """Close the clients and stop the embedded server; safe to call twice."""
+        """Close gracefully; safe to call twice.
+
+        Stops the monitoring loop, waits for operations in flight (those holding or
+        waiting for a connection) up to ``resilience.shutdown_timeout_s``, then closes
+        the clients — within what is left of that bound, at least 0.25 s, even when
+        the server hangs — and stops the embedded server. Health reports "not started"
+        from the moment it begins.
+        """
         was_started, self._started = self._started, False
-        await self._release()
+        await self._release(graceful=was_started)
         if was_started:
             logger.info("insightdb: closed")
 
     async def health(self, *, timeout_s: float = 2.0) -> HealthReport:
-        """Ping every group, each bounded by ``timeout_s``, and report.
+        """Ping every group through its circuit breaker, each bounded by ``timeout_s``.
+
+        A group is ``down`` when its ping fails, times out or is rejected by an open
+        breaker, ``degraded`` when it answers slower than ``monitoring.latency_ms`` or
+        an alert is active on its servers. The report also carries each group's breaker
+        state, pool figures and topology, and the latest process sample.
 
         Args:
             timeout_s: The bound of each group's check, in seconds.
         """
         handler = self._require_handler()
-        targets = {g: (handler.client(g), self._settings.database(g).name) for g in GROUPS}
-        return await check_groups(targets, timeout_s=timeout_s)
+        clients = {g: handler.client(g) for g in GROUPS}
+        targets = {g: (clients[g], self._settings.database(g).name) for g in GROUPS}
+        threshold_ms = self._settings.monitoring.latency_ms
+        report = await check_groups(
+            targets, timeout_s=timeout_s, guards=self._guards, latency_threshold_ms=threshold_ms
+        )
+        monitoring = self._monitoring
+        if monitoring is None:
+            return report
+        for group, result in report.groups.items():
+            cluster = self._guards[group].name
+            slow = result.latency_ms is not None and result.latency_ms > threshold_ms
+            alert = Alert(
+                name="ping_latency",
+                server=cluster,
+                value=result.latency_ms or 0.0,
+                threshold=threshold_ms,
+                message=f"health ping took {result.latency_ms} ms (threshold {threshold_ms:g} ms)",
+            )
+            monitoring.alerts.update("ping", [alert] if slow else [], scope=cluster)
+        topologies = {g: TopologyHealth.of(c) for g, c in clients.items()}
+        pool_metrics = monitoring.pools.snapshot()
+        active = monitoring.alerts.active()
+        pools: dict[str, PoolHealth] = {}
+        alerts: dict[str, tuple[str, ...]] = {}
+        for group, topology in topologies.items():
+            servers = {s.address for s in topology.servers} | {self._guards[group].name}
+            pools[group] = PoolHealth.from_metrics(
+                [p for p in pool_metrics if p.server in servers],
+                max_size=self._settings.pool.max_pool_size,
+            )
+            alerts[group] = tuple(sorted({a.name for a in active if a.server in servers}))
+        process = monitoring.process.latest if monitoring.process is not None else None
+        return with_details(
+            report, pools=pools, topologies=topologies, alerts=alerts, process=process
+        )
+
+    def metrics(self) -> MetricsSnapshot:
+        """Return a snapshot of every metric: commands, pools, servers, breakers, process.
+
+        With ``features.metrics`` off, only the pool and breaker figures are filled in.
+        """
+        self._require_handler()
+        monitoring = self._monitoring
+        if monitoring is None:  # pragma: no cover - set whenever a handler is
+            raise InsightDBError("insightdb is not started: await insightdb.init() first")
+        return monitoring.snapshot(self._breaker_metrics())
+
+    def breaker(self, group: str) -> CircuitBreaker:
+        """Return the circuit breaker of ``group``'s cluster (shared by groups that share
+        a client); read its ``state`` and ``stats()``."""
+        self._settings.database(group)  # a clear error for an unknown group
+        self._require_handler()
+        return self._guards[group].breaker
+
+    def on_alert(self, hook: AlertHook) -> Callable[[], None]:
+        """Call ``hook(alert, "raised" | "cleared")`` when a threshold alert changes.
+
+        Args:
+            hook: A cheap callable; it runs in the event loop, after the warning line.
+
+        Returns:
+            A function that unsubscribes the hook.
+        """
+        self._require_handler()
+        if self._monitoring is None:  # pragma: no cover - set whenever a handler is
+            raise InsightDBError("insightdb is not started: await insightdb.init() first")
+        return self._monitoring.alerts.subscribe(hook)
 
     async def __aenter__(self) -> InsightDB:
         await self.start()
@@ -154,6 +257,22 @@ class InsightDB:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def _build_guards(self, handler: ConnectionHandler) -> dict[str, ClientGuard]:
+        # One guard per distinct client: groups sharing a client share its breaker.
+        sharing: dict[int, list[str]] = {}
+        for group in GROUPS:
+            sharing.setdefault(id(handler.client(group)), []).append(group)
+        guards: dict[str, ClientGuard] = {}
+        for groups in sharing.values():
+            guard = ClientGuard.from_settings("+".join(groups), self._settings)
+            for group in groups:
+                guards[group] = guard
+        return guards
+
+    def _breaker_metrics(self) -> list[BreakerMetrics]:
+        distinct = {id(g): g for g in self._guards.values()}
+        return sorted((g.metrics() for g in distinct.values()), key=lambda b: b.cluster)
 
     def _require_handler(self) -> ConnectionHandler:
         if self._handler is None:
@@ -243,15 +362,30 @@ class InsightDB:
                         label=f"{group}.{raw.name}",
                         tenant_scoped=is_tenant_scoped(model),
                         is_scoped=scoped_names.__contains__,
+                        guard=self._guards[group],
                     ),
                 )
 
-    async def _release(self) -> None:
+    async def _release(self, *, graceful: bool = False) -> None:
         handler, self._handler = self._handler, None
         embedded, self._embedded = self._embedded, None
+        monitoring, self._monitoring = self._monitoring, None
+        bound = self._settings.resilience.shutdown_timeout_s if graceful else 0.0
+        deadline = time.monotonic() + bound
         try:
+            if monitoring is not None:
+                await monitoring.stop()
+                if graceful and handler is not None and not await monitoring.wait_idle(bound):
+                    logger.warning(
+                        "insightdb: closing with {} operation(s) still in flight after {:g}s",
+                        monitoring.pools.in_flight(),
+                        bound,
+                    )
             if handler is not None:
-                await handler.close_all()
+                # Closing ends the server sessions, which needs a connection: to a hung
+                # server that takes connectTimeoutMS. Keep it within the shutdown bound.
+                with pymongo.timeout(max(deadline - time.monotonic(), _MIN_CLOSE_S)):
+                    await handler.close_all()
         finally:
             if embedded is not None:
                 await embedded.__aexit__(None, None, None)

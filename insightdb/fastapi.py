@@ -4,7 +4,8 @@
 deprecates ``on_startup``/``on_shutdown``): it enables insightdb's loguru logging,
 awaits :func:`insightdb.init`, keeps the runtime on ``app.state.insightdb`` and closes
 it on shutdown. :func:`get_db` hands that runtime to request handlers as a dependency,
-and :func:`health_router` adds the liveness and readiness probes an orchestrator polls.
+and :func:`health_router` adds the liveness and readiness probes an orchestrator polls;
+:func:`metrics_router` serves the Prometheus metrics (with the ``metrics`` extra).
 Importing this module needs FastAPI (``pip install "insightdb[fastapi]"``).
 """
 
@@ -17,7 +18,7 @@ from typing import Any, Literal, get_args
 
 try:
     from fastapi import APIRouter, HTTPException, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.applications import Starlette
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
     if exc.name not in {"fastapi", "starlette"}:
@@ -41,6 +42,7 @@ __all__ = [
     "get_db",
     "health_router",
     "lifespan",
+    "metrics_router",
     "tenant_dependency",
 ]
 
@@ -125,7 +127,8 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
     serves requests; it does no database I/O, so a slow database never gets a healthy
     process restarted. ``GET {prefix}/ready`` runs :meth:`InsightDB.health` and answers
     its report (:meth:`~insightdb.HealthReport.to_dict`) with 200 when it is ready and
-    503 when not, or 503 ``{"status": "down", "error": "insightdb is not started"}``.
+    503 when not — a group down, or its circuit breaker open — or 503
+    ``{"status": "down", "error": "insightdb is not started"}`` (also while shutting down).
 
     Args:
         prefix: The path prefix of both probes.
@@ -159,6 +162,37 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
         except InsightDBError:  # closed between the check above and the ping
             return _no_store(503, {"status": "down", "error": _NOT_STARTED})
         return _no_store(200 if report.ready else 503, report.to_dict())
+
+    return router
+
+
+def metrics_router(path: str = "/metrics") -> APIRouter:
+    """Build a route that serves insightdb's metrics in the Prometheus text format.
+
+    ``GET {path}`` renders :meth:`InsightDB.metrics` through prometheus-client (see
+    :mod:`insightdb.monitoring.prometheus`): command, pool, server, breaker, process and
+    alert series. Before startup and after shutdown it answers the metric families
+    without samples. To export through your own prometheus-client registry instead,
+    register :class:`~insightdb.monitoring.prometheus.InsightDBCollector` in it.
+
+    Args:
+        path: The route's path.
+
+    Returns:
+        A router to pass to ``app.include_router``.
+
+    Raises:
+        ImportError: prometheus-client is not installed (``insightdb[metrics]``).
+    """
+    from insightdb.monitoring.prometheus import CONTENT_TYPE_LATEST, generate_metrics
+
+    router = APIRouter(tags=["metrics"])
+
+    @router.get(path, summary="Prometheus metrics of insightdb", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        db = _running_db(request)
+        body = generate_metrics(db if db is not None else (lambda: None))
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
     return router
 

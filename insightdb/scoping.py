@@ -72,20 +72,37 @@ def scope_filter(query: Mapping[str, Any] | None, tenant: str) -> dict[str, Any]
     if not query:
         return {_FIELD: tenant}
     if _FIELD in query:
+        if query[_FIELD] == tenant and isinstance(query[_FIELD], str):
+            # Already exactly this tenant; wrapping it again would make an upsert's
+            # filter name tenant_id twice, which MongoDB refuses.
+            return dict(query)
         return {"$and": [dict(query), {_FIELD: tenant}]}
     scoped = dict(query)
     scoped[_FIELD] = tenant
     return scoped
 
 
-def scope_document(document: Any, tenant: str, *, what: str = "document") -> Any:
-    """Stamp ``tenant`` on a new document, or refuse one that names another tenant."""
+def scope_document(
+    document: Any, tenant: str, *, what: str = "document", copy: bool = False
+) -> Any:
+    """Stamp ``tenant`` on a new document, or refuse one that names another tenant.
+
+    Args:
+        document: The document to insert.
+        tenant: The current tenant.
+        what: How to call it in errors.
+        copy: Stamp a copy instead of the caller's dict. Inserts stamp in place (as
+            PyMongo adds ``_id`` in place); replacements and bulk requests copy, so a
+            caller may reuse them.
+    """
     if not isinstance(document, MutableMapping):
         raise TenantIsolationError(
             f"can't check the tenant of a {type(document).__name__} {what}; pass a dict"
         )
     value = document.get(_FIELD)
     if value is None or value == "":
+        if copy:
+            document = dict(document)
         document[_FIELD] = tenant
     elif value != tenant:
         raise TenantIsolationError(
@@ -95,8 +112,8 @@ def scope_document(document: Any, tenant: str, *, what: str = "document") -> Any
 
 
 def scope_replacement(replacement: Any, tenant: str) -> Any:
-    """Check a full replacement: it must keep (or get) the current tenant."""
-    return scope_document(replacement, tenant, what="replacement")
+    """Check a full replacement: it must keep (or get) the current tenant (on a copy)."""
+    return scope_document(replacement, tenant, what="replacement", copy=True)
 
 
 def scope_update(update: Any, tenant: str, *, upsert: bool = False) -> Any:
@@ -183,12 +200,7 @@ def scope_pipeline(
     return _scope_stages(stages, tenant, is_scoped)
 
 
-def scope_bulk_request(
-    request: Any,
-    tenant: str,
-    *,
-    check_document: Callable[[Any, str], Any] = scope_document,
-) -> Any:
+def scope_bulk_request(request: Any, tenant: str) -> Any:
     """Return a tenant-scoped copy of one ``bulk_write`` request.
 
     PyMongo's request classes keep their arguments in attributes without a public
@@ -197,7 +209,7 @@ def scope_bulk_request(
     """
     scoped = copy.copy(request)
     if isinstance(request, InsertOne):
-        scoped._doc = check_document(request._doc, tenant)
+        scoped._doc = scope_document(request._doc, tenant, copy=True)
     elif isinstance(request, DeleteOne | DeleteMany):
         scoped._filter = scope_filter(request._filter, tenant)
     elif isinstance(request, ReplaceOne):
@@ -303,8 +315,10 @@ def _writes_scoped(spec: Any, is_scoped: IsScoped) -> bool:
     if isinstance(spec, str):
         return is_scoped(spec)
     if isinstance(spec, Mapping):
+        if "db" in spec:
+            return True  # $out into a named database: can't know what it holds, refuse
         target = spec.get("into", spec.get("coll"))
         if isinstance(target, Mapping):
-            return True  # another database: can't know, refuse
+            return True  # $merge into another database: can't know, refuse
         return isinstance(target, str) and is_scoped(target)
     return True

@@ -47,7 +47,9 @@ __all__ = [
     "DriverSettings",
     "EmbeddedSettings",
     "FeatureSettings",
+    "MonitoringSettings",
     "PoolSettings",
+    "ResilienceSettings",
     "Settings",
     "StartupSettings",
     "TimeoutSettings",
@@ -72,6 +74,8 @@ _TOP_LEVEL_KEYS = frozenset(
         "timeouts",
         "driver",
         "startup",
+        "resilience",
+        "monitoring",
         "features",
         "embedded",
         "models",
@@ -217,6 +221,48 @@ class StartupSettings(_Section):
     max_delay_s: float = Field(2.0, gt=0, le=60)
 
 
+class ResilienceSettings(_Section):
+    """The circuit breaker of each cluster and the bound of a graceful shutdown.
+
+    The breaker opens after ``failure_threshold`` consecutive connectivity failures or
+    timeouts (never application errors), rejects for ``reset_timeout_s``, then lets one
+    probe through. ``probe_timeout_s`` frees the probe slot of a probe that never
+    reports (default: the operation deadline plus one second). ``close()`` waits up to
+    ``shutdown_timeout_s`` for operations in flight before closing the clients.
+    """
+
+    model_config = _Frozen
+
+    failure_threshold: int = Field(3, ge=1, le=1_000)
+    reset_timeout_s: float = Field(0.5, gt=0, le=600)
+    probe_timeout_s: float | None = Field(None, gt=0, le=600)
+    shutdown_timeout_s: float = Field(10.0, ge=0, le=600)
+
+
+class MonitoringSettings(_Section):
+    """Thresholds and sampling of command, pool and process monitoring.
+
+    Monitoring runs when ``features.metrics`` is on. A command slower than
+    ``slow_query_ms`` is logged with the shape of its filter (``None`` turns that off).
+    Every ``interval_s`` (at least one second) the process is sampled and the
+    thresholds are checked over that window: mean command latency above
+    ``latency_ms``, a checkout wait above ``pool_wait_ms``, or at least
+    ``checkout_failures`` failed checkouts turn health ``degraded`` and log one warning
+    (a health ping slower than ``latency_ms`` does too). ``max_series`` caps the
+    distinct database/collection/command series; more are folded into ``_other``.
+    """
+
+    model_config = _Frozen
+
+    slow_query_ms: float | None = Field(100.0, gt=0)
+    latency_ms: float = Field(250.0, gt=0)
+    pool_wait_ms: float = Field(100.0, gt=0)
+    checkout_failures: int = Field(1, ge=1)
+    interval_s: float = Field(5.0, ge=1.0, le=3_600)
+    process: bool = True
+    max_series: int = Field(500, ge=1, le=100_000)
+
+
 class FeatureSettings(_Section):
     """Switches honoured from the seed system's ``ENABLE_*`` variables."""
 
@@ -272,6 +318,8 @@ class Settings(BaseModel):
     timeouts: TimeoutSettings = TimeoutSettings()
     driver: DriverSettings = DriverSettings()
     startup: StartupSettings = StartupSettings()
+    resilience: ResilienceSettings = ResilienceSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     features: FeatureSettings = FeatureSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     models: tuple[str, ...] = ("models",)

@@ -1,0 +1,184 @@
+"""The operation guard of one client: its circuit breaker, wired to every operation.
+
+:class:`~insightdb.collection.GuardedCollection` asks the guard of its model's client
+before every operation (:meth:`ClientGuard.before`) and tells it the outcome
+(:meth:`~ClientGuard.succeeded`, :meth:`~ClientGuard.failed`); health checks do the same.
+The guard turns that into :class:`~insightdb.breaker.CircuitBreaker` calls:
+
+* only connectivity failures and timeouts count
+  (:func:`insightdb._driver_errors.is_connectivity_error`); an application error such as
+  a duplicate key means the server answered, so it counts as a success;
+* while the breaker is open, :meth:`~ClientGuard.before` raises
+  :class:`~insightdb.exceptions.CircuitOpenError` at once, without touching the network;
+* while half-open, the current asyncio task is the breaker's owner, so exactly one task
+  probes the cluster (and may run several driver calls for one Beanie call).
+
+It retries nothing: the driver has already retried what it could. State changes are
+logged (loguru, ``insightdb`` logger) and counted in the breaker's statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Hashable
+
+from loguru import logger
+
+from insightdb._driver_errors import is_connectivity_error
+from insightdb.breaker import BreakerState, BreakerStats, CircuitBreaker, Transition
+from insightdb.exceptions import CircuitOpenError
+from insightdb.monitoring.metrics import BreakerMetrics
+from insightdb.settings import Settings
+
+__all__ = ["ClientGuard", "counts_as_failure"]
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is a failure the breaker counts (connectivity or timeout).
+
+    Args:
+        exc: What an operation (or a health ping) raised.
+    """
+    return is_connectivity_error(exc) or isinstance(exc, TimeoutError)
+
+
+def _owner() -> Hashable:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: a synchronous caller
+        task = None
+    return task if task is not None else threading.current_thread()
+
+
+class ClientGuard:
+    """The :class:`~insightdb.collection.OperationGuard` of one client.
+
+    Args:
+        name: The groups the client serves, e.g. ``"admin+customer"`` (used in messages,
+            logs and metric labels).
+        failure_threshold: Consecutive connectivity failures that open the breaker.
+        reset_timeout_s: How long the breaker stays open before one probe.
+        probe_timeout_s: How long an unreported probe holds the half-open slot.
+        clock: The breaker's clock (monotonic seconds).
+    """
+
+    __slots__ = ("_breaker", "name")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 3,
+        reset_timeout_s: float = 0.5,
+        probe_timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._breaker = CircuitBreaker(
+            failure_threshold=failure_threshold,
+            reset_timeout_s=reset_timeout_s,
+            probe_timeout_s=probe_timeout_s,
+            clock=clock,
+            on_transition=self._log_transition,
+        )
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Settings) -> ClientGuard:
+        """Build a guard whose breaker follows ``settings.resilience``.
+
+        A half-open probe that never reports frees its slot after
+        ``resilience.probe_timeout_s``, by default the operation deadline plus one second.
+
+        Args:
+            name: The groups the client serves.
+            settings: The runtime's settings.
+        """
+        resilience = settings.resilience
+        probe_timeout = resilience.probe_timeout_s
+        if probe_timeout is None:
+            deadline_ms = settings.timeouts.operation_ms or settings.timeouts.server_selection_ms
+            probe_timeout = deadline_ms / 1000 + 1.0
+        return cls(
+            name,
+            failure_threshold=resilience.failure_threshold,
+            reset_timeout_s=resilience.reset_timeout_s,
+            probe_timeout_s=probe_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ClientGuard {self.name} {self._breaker.state.value}>"
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker (read its ``state`` and ``stats()``)."""
+        return self._breaker
+
+    @property
+    def state(self) -> BreakerState:
+        """The breaker's current state."""
+        return self._breaker.state
+
+    def stats(self) -> BreakerStats:
+        """The breaker's state and counters."""
+        return self._breaker.stats()
+
+    def metrics(self) -> BreakerMetrics:
+        """The breaker's figures for a metrics snapshot, labelled with this guard's name."""
+        stats = self._breaker.stats()
+        return BreakerMetrics(
+            cluster=self.name,
+            state=stats.state.value,
+            consecutive_failures=stats.consecutive_failures,
+            failures=stats.failures,
+            rejected=stats.rejected,
+            opened=stats.opened,
+            half_opened=stats.half_opened,
+            closed=stats.closed,
+            probes=stats.probes,
+            abandoned_probes=stats.abandoned_probes,
+        )
+
+    # -- the OperationGuard protocol ------------------------------------------------------
+
+    def before(self) -> None:
+        """Admit the operation, or raise :class:`CircuitOpenError` without trying it."""
+        if self._breaker.allow(_owner()):
+            return
+        wait = self._breaker.retry_after()
+        if wait > 0:
+            detail = f"open; next probe in {wait:.2f}s"
+        else:
+            detail = "half-open; a probe is in flight"
+        raise CircuitOpenError(f"{self.name}: circuit breaker {detail} (rejected without trying)")
+
+    def succeeded(self) -> None:
+        """The operation got an answer from the server."""
+        self._breaker.record_success(_owner())
+
+    def failed(self, exc: BaseException) -> None:
+        """The operation failed; only connectivity failures and timeouts count."""
+        if counts_as_failure(exc):
+            self._breaker.record_failure(_owner())
+        else:  # the server answered: an application error is a sign of life
+            self._breaker.record_success(_owner())
+
+    # -- logging ----------------------------------------------------------------------------
+
+    def _log_transition(self, change: Transition) -> None:
+        if change.new is BreakerState.OPEN:
+            logger.warning(
+                "insightdb: circuit breaker of {} opened ({}); rejecting operations for {:g}s",
+                self.name,
+                change.reason,
+                self._breaker.reset_timeout_s,
+            )
+        elif change.new is BreakerState.HALF_OPEN:
+            logger.info(
+                "insightdb: circuit breaker of {} half-open ({}); admitting one probe",
+                self.name,
+                change.reason,
+            )
+        else:
+            logger.info("insightdb: circuit breaker of {} closed ({})", self.name, change.reason)

@@ -1,0 +1,301 @@
+"""Command monitoring: counts, failures and latency per database, collection and command.
+
+:class:`CommandMonitor` is a PyMongo ``CommandListener``. The driver calls it inline,
+around every command on the wire, possibly from its own threads, so its handlers only
+touch memory under a lock: no I/O, no logging, no copying of documents. A command slower
+than the threshold is queued as a :class:`SlowCommand` and handed to a callback that the
+caller runs outside the driver (:class:`~insightdb.monitoring.hub.Monitoring` logs it
+from the event loop).
+
+The slow-query line shows the *shape* of the command's filter (:func:`filter_shape`):
+its keys and operators with every value replaced by ``?``, so a line never carries a
+document value, a tenant's data or a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import monitoring
+
+from insightdb.monitoring.metrics import CommandMetrics, LatencyRecorder
+
+__all__ = ["OTHER", "CommandMonitor", "SlowCommand", "command_filter", "filter_shape"]
+
+OTHER = "_other"
+"""The collection label of series beyond ``max_series``."""
+
+# Where each command keeps its filter; the value of a key is a path into the command.
+_FILTER_PATHS: dict[str, tuple[str | int, ...]] = {
+    "find": ("filter",),
+    "count": ("query",),
+    "distinct": ("query",),
+    "findAndModify": ("query",),
+    "update": ("updates", 0, "q"),
+    "delete": ("deletes", 0, "q"),
+    "aggregate": ("pipeline",),
+}
+_MAX_PENDING = 10_000
+_MAX_DEPTH = 6
+_MAX_SHAPE_CHARS = 400
+_PLACEHOLDER = "?"
+
+
+def _address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) == 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+def command_filter(command_name: str, command: Mapping[str, Any]) -> Any:
+    """Return the part of ``command`` that selects documents (a filter or a pipeline).
+
+    Returns ``None`` for commands without one (``insert``, ``ping``...).
+    """
+    path = _FILTER_PATHS.get(command_name)
+    if path is None:
+        return None
+    node: Any = command
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(node, Sequence) or isinstance(node, str) or len(node) <= step:
+                return None
+            node = node[step]
+        elif isinstance(node, Mapping):
+            node = node.get(step)
+        else:
+            return None
+    return node
+
+
+def _shape(value: Any, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        return "…"
+    if isinstance(value, Mapping):
+        return {str(key): _shape(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        shaped = [_shape(item, depth + 1) for item in value if isinstance(item, Mapping)]
+        # A list of values ($in: [...]) says nothing about the shape but its length
+        # could: show it as one placeholder. Lists of sub-filters ($or) keep each shape.
+        return shaped if shaped else _PLACEHOLDER
+    return _PLACEHOLDER
+
+
+def _pipeline_shape(pipeline: Sequence[Any]) -> list[Any]:
+    stages: list[Any] = []
+    for stage in pipeline:
+        if isinstance(stage, Mapping) and len(stage) == 1:
+            ((name, body),) = stage.items()
+            stages.append({name: _shape(body, 1)} if name == "$match" else name)
+        else:
+            stages.append(_PLACEHOLDER)
+    return stages
+
+
+def filter_shape(command_name: str, command: Mapping[str, Any]) -> str | None:
+    """Describe the filter of ``command`` by its keys and operators, never its values.
+
+    ``{"age": {"$gt": 30}, "tenant_id": "acme"}`` becomes
+    ``{"age":{"$gt":"?"},"tenant_id":"?"}``; an aggregation shows its stage names and the
+    shape of each ``$match``. The result is at most 400 characters.
+
+    Args:
+        command_name: The command's name (``find``, ``update``...).
+        command: The command document as the driver sent it.
+
+    Returns:
+        The shape as compact JSON, or ``None`` when the command has no filter.
+    """
+    selected = command_filter(command_name, command)
+    if selected is None:
+        return None
+    if command_name == "aggregate" and isinstance(selected, Sequence):
+        shaped: Any = _pipeline_shape(selected)
+    else:
+        shaped = _shape(selected, 0)
+    text = json.dumps(shaped, separators=(",", ":"), ensure_ascii=False)
+    if len(text) > _MAX_SHAPE_CHARS:
+        text = text[: _MAX_SHAPE_CHARS - 1] + "…"
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class SlowCommand:
+    """A command that took longer than the slow-query threshold.
+
+    Attributes:
+        database: Its database.
+        collection: Its collection (``""`` when none).
+        command: Its name.
+        duration_ms: How long it took, as the driver measured it.
+        server: ``host:port`` of the server that ran it.
+        failed: Whether it failed.
+        source: The command document (only to compute :meth:`shape`; never log it).
+    """
+
+    database: str
+    collection: str
+    command: str
+    duration_ms: float
+    server: str
+    failed: bool
+    source: Mapping[str, Any] | None
+
+    def shape(self) -> str | None:
+        """The shape of the command's filter (see :func:`filter_shape`)."""
+        if self.source is None:
+            return None
+        return filter_shape(self.command, self.source)
+
+
+class _Series:
+    __slots__ = ("count", "failures", "latency", "slow")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.failures = 0
+        self.slow = 0
+        self.latency = LatencyRecorder()
+
+
+class CommandMonitor(monitoring.CommandListener):
+    """Count commands and their latency; report slow ones.
+
+    Args:
+        slow_ms: The slow-query threshold in milliseconds (``None``: no slow reports).
+        on_slow: Called (inside the driver's call: keep it cheap, no I/O) with each
+            slow command.
+        max_series: The most distinct database/collection/command series kept; later
+            ones are counted under the collection ``_other``.
+    """
+
+    def __init__(
+        self,
+        *,
+        slow_ms: float | None = 100.0,
+        on_slow: Callable[[SlowCommand], None] | None = None,
+        max_series: int = 500,
+    ) -> None:
+        self._slow_s = None if slow_ms is None else slow_ms / 1000
+        self._on_slow = on_slow
+        self._max_series = max_series
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[Any, int], tuple[str, str, Mapping[str, Any] | None]] = {}
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        # Per server address, for the monitoring window: [commands, seconds] since the
+        # last take (keyed by the driver's tuple; formatted by readers).
+        self._window: dict[Any, list[float]] = {}
+
+    # -- the listener ------------------------------------------------------------------------
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Remember the command's collection (the completion events don't carry it)."""
+        name = event.command_name
+        command = event.command
+        target = command.get(name)
+        if isinstance(target, str):
+            collection = target
+        elif name == "getMore":
+            value = command.get("collection")
+            collection = value if isinstance(value, str) else ""
+        else:
+            collection = ""
+        # Only a reference, and only for commands with a filter: the shape is computed
+        # if, and after, the command turns out to be slow.
+        source = command if self._slow_s is not None and name in _FILTER_PATHS else None
+        key = (event.connection_id, event.request_id)
+        with self._lock:
+            if len(self._pending) >= _MAX_PENDING:  # completions lost: don't grow forever
+                self._pending.clear()
+            self._pending[key] = (event.database_name, collection, source)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Count a completed command."""
+        self._finish(event, failed=False)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Count a failed command."""
+        self._finish(event, failed=True)
+
+    def _finish(
+        self,
+        event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent,
+        *,
+        failed: bool,
+    ) -> None:
+        seconds = event.duration_micros / 1_000_000
+        name = event.command_name
+        address = event.connection_id
+        slow = self._slow_s is not None and seconds >= self._slow_s
+        with self._lock:
+            started = self._pending.pop((address, event.request_id), None)
+            if started is None:
+                database, collection, source = event.database_name, "", None
+            else:
+                database, collection, source = started
+            key = (database, collection, name)
+            series = self._series.get(key)
+            if series is None:
+                if len(self._series) >= self._max_series:
+                    key = (database, OTHER, name)
+                    series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = _Series()
+            series.count += 1
+            series.latency.observe(seconds)
+            if failed:
+                series.failures += 1
+            if slow:
+                series.slow += 1
+            window = self._window.get(address)
+            if window is None:
+                window = self._window[address] = [0.0, 0.0]
+            window[0] += 1
+            window[1] += seconds
+        if slow and self._on_slow is not None:
+            self._on_slow(
+                SlowCommand(
+                    database=database,
+                    collection=collection,
+                    command=name,
+                    duration_ms=seconds * 1000,
+                    server=_address(address),
+                    failed=failed,
+                    source=source,
+                )
+            )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[CommandMetrics, ...]:
+        """Return every series' figures, sorted by database, collection and command."""
+        with self._lock:
+            items = [
+                CommandMetrics(
+                    database=db,
+                    collection=coll,
+                    command=cmd,
+                    count=s.count,
+                    failures=s.failures,
+                    slow=s.slow,
+                    duration=s.latency.freeze(),
+                )
+                for (db, coll, cmd), s in self._series.items()
+            ]
+        items.sort(key=lambda m: (m.database, m.collection, m.command))
+        return tuple(items)
+
+    def in_flight(self) -> int:
+        """Commands sent and not yet answered."""
+        with self._lock:
+            return len(self._pending)
+
+    def take_window(self) -> dict[str, tuple[int, float]]:
+        """Return ``{server: (commands, total seconds)}`` since the last call, and reset."""
+        with self._lock:
+            window, self._window = self._window, {}
+        return {_address(server): (int(n), total) for server, (n, total) in window.items()}
