@@ -163,16 +163,19 @@ def create_app(
     settings: insightdb.Settings | None = None,
     *,
     models: Iterable[type[Document]] | None = None,
+    migrations: insightdb.fastapi.MigrationsMode = "check",
 ) -> FastAPI:
     """Build the application (tests pass their own settings).
 
     Args:
         settings: Settings to start with; by default ``settings.toml`` is read at startup.
         models: Models to route; by default the ``models`` package is discovered.
+        migrations: ``"check"`` refuses to start with pending migrations (run
+            ``insightdb migrate up`` first); ``"apply"`` applies them at startup.
     """
     application = FastAPI(
         title="insightdb example",
-        lifespan=insightdb.fastapi.lifespan(settings, models=models),
+        lifespan=insightdb.fastapi.lifespan(settings, models=models, migrations=migrations),
     )
     application.include_router(insightdb.fastapi.health_router())
     application.include_router(router)

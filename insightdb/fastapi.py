@@ -11,6 +11,7 @@ Importing this module needs FastAPI (``pip install "insightdb[fastapi]"``).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -32,7 +33,12 @@ from loguru import logger
 
 from insightdb import lifecycle
 from insightdb.core import InsightDB
-from insightdb.exceptions import ConfigurationError, InsightDBError, TenantContextError
+from insightdb.exceptions import (
+    ConfigurationError,
+    InsightDBError,
+    MigrationError,
+    TenantContextError,
+)
 from insightdb.settings import Settings
 from insightdb.tenancy import tenant_context, validate_tenant_id
 
@@ -58,7 +64,7 @@ _NOT_STARTED = "insightdb is not started"
 def lifespan(
     settings: Settings | None = None,
     *,
-    migrations: MigrationsMode = "ignore",
+    migrations: MigrationsMode = "check",
     models: Iterable[type[Document]] | None = None,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Build a lifespan for ``FastAPI(lifespan=...)`` that runs insightdb.
@@ -71,16 +77,19 @@ def lifespan(
     Args:
         settings: Settings to start with; by default :func:`insightdb.get_settings`
             runs at startup (not when this function is called).
-        migrations: ``"ignore"`` skips the migration check. ``"check"`` and
-            ``"apply"`` are reserved for the migrations feature and are refused until
-            it lands, when ``"check"`` becomes the default.
+        migrations: ``"check"`` (the default) refuses to start while a revision of
+            ``migrations/`` is not applied, and makes the readiness probe answer 503
+            while one is pending; ``"apply"`` applies pending revisions under each
+            database's lock (replicas starting together wait for one another);
+            ``"ignore"`` skips both.
         models: Explicit models to route; by default ``settings.models`` is discovered.
 
     Returns:
         A function taking the application and returning an async context manager.
 
     Raises:
-        ConfigurationError: ``migrations`` is not a mode this version supports.
+        ConfigurationError: ``migrations`` is not one of the modes.
+        MigrationError: At startup, under ``"check"``, a revision is pending.
 
     Example:
         ```py
@@ -94,7 +103,13 @@ def lifespan(
     async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         logger.enable("insightdb")
         db = await lifecycle.init(settings, models=chosen)
+        try:
+            await _settle_migrations(db, migrations)
+        except BaseException:
+            await _close(db)
+            raise
         app.state.insightdb = db
+        app.state.insightdb_migrations = migrations
         try:
             yield
         finally:
@@ -161,7 +176,23 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
             report = await db.health(timeout_s=timeout_s)
         except InsightDBError:  # closed between the check above and the ping
             return _no_store(503, {"status": "down", "error": _NOT_STARTED})
-        return _no_store(200 if report.ready else 503, report.to_dict())
+        body = report.to_dict()
+        ready = report.ready
+        if getattr(request.app.state, "insightdb_migrations", None) == "check" and ready:
+            # Another deployment may have added revisions since this one started.
+            try:
+                from insightdb.migrations import pending_migrations
+
+                async with asyncio.timeout(timeout_s):
+                    pending = await pending_migrations(db)
+            except (InsightDBError, TimeoutError) as exc:
+                body["migrations"] = {"error": str(exc) or "timed out"}
+                ready = False
+            else:
+                body["migrations"] = {"pending": pending}
+                ready = not any(pending.values())
+            body["ready"] = ready
+        return _no_store(200 if ready else 503, body)
 
     return router
 
@@ -254,11 +285,27 @@ def _check_migrations_mode(migrations: str) -> None:
         raise ConfigurationError(
             f"lifespan: migrations={migrations!r} is not one of check, apply, ignore"
         )
-    if migrations != "ignore":
-        raise ConfigurationError(
-            f"lifespan: migrations={migrations!r}: migrations are not available in this "
-            'version of insightdb; pass migrations="ignore"'
-        )
+
+
+async def _settle_migrations(db: InsightDB, mode: str) -> None:
+    from insightdb.migrations import pending_migrations, upgrade
+
+    if mode == "apply":
+        applied = await upgrade(db)
+        for group, revisions in applied.items():
+            if revisions:
+                logger.info("insightdb: applied {} migration(s) to {}", len(revisions), group)
+    elif mode == "check":
+        pending = await pending_migrations(db)
+        if any(pending.values()):
+            raise MigrationError(
+                f"pending migrations ({_describe(pending)}): run `insightdb migrate up` "
+                'first, or start with lifespan(migrations="apply")'
+            )
+
+
+def _describe(pending: dict[str, list[str]]) -> str:
+    return "; ".join(f"{g}: {', '.join(revs)}" for g, revs in pending.items() if revs)
 
 
 async def _close(db: InsightDB) -> None:

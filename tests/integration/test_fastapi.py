@@ -20,7 +20,14 @@ from fastapi import Depends, FastAPI
 from loguru import logger
 
 import insightdb
-from insightdb import ConfigurationError, DatabaseUnavailable, InsightDB, InsightDBError, Settings
+from insightdb import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InsightDB,
+    InsightDBError,
+    MigrationError,
+    Settings,
+)
 from insightdb.fastapi import get_db, health_router, lifespan
 from models.admin.user import User
 from models.customer.client import Client
@@ -52,7 +59,9 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 def probe_app(settings: Settings | None) -> FastAPI:
     """An app with the health router and a route that returns what ``get_db`` gives."""
-    app = FastAPI(lifespan=lifespan(settings, models=MODELS) if settings else None)
+    app = FastAPI(
+        lifespan=lifespan(settings, models=MODELS, migrations="ignore") if settings else None
+    )
     app.include_router(health_router())
 
     @app.get("/db")
@@ -100,10 +109,29 @@ async def test_lifespan_can_start_the_same_app_twice(insightdb_settings: Setting
         assert not app.state.insightdb.started
 
 
-@pytest.mark.parametrize("mode", ["check", "apply"])
-def test_lifespan_refuses_migration_modes_until_migrations_exist(mode: Any) -> None:
-    with pytest.raises(ConfigurationError, match=r'not available.*migrations="ignore"'):
-        lifespan(migrations=mode)
+async def test_check_refuses_to_start_with_pending_migrations(insightdb_settings: Settings) -> None:
+    from examples.fastapi_app import create_app
+
+    app = create_app(insightdb_settings, models=MODELS)  # migrations="check" by default
+    with pytest.raises(MigrationError, match=r"^pending migrations \(admin: .*customer: "):
+        async with serve(app):
+            pass
+    with pytest.raises(insightdb.InsightDBError, match="not started"):
+        insightdb.current()  # the failed startup closed what it opened
+
+
+async def test_apply_then_check_starts_and_readiness_reports_no_pending(
+    insightdb_settings: Settings,
+) -> None:
+    from examples.fastapi_app import create_app
+
+    async with serve(create_app(insightdb_settings, models=MODELS, migrations="apply")):
+        pass
+    app = create_app(insightdb_settings, models=MODELS)
+    async with serve(app) as client:
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json()["migrations"] == {"pending": {"admin": [], "customer": []}}
 
 
 def test_lifespan_refuses_an_unknown_migration_mode() -> None:
@@ -204,7 +232,7 @@ def test_health_router_prefix_and_timeout() -> None:
 async def example(insightdb_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     from examples.fastapi_app import create_app
 
-    async with serve(create_app(insightdb_settings, models=MODELS)) as client:
+    async with serve(create_app(insightdb_settings, models=MODELS, migrations="apply")) as client:
         yield client
 
 

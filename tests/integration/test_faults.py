@@ -212,7 +212,7 @@ def fault_settings(admin_uri: str, customer_uri: str) -> Settings:
 
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[tuple[InsightDB, httpx.AsyncClient]]:
-    app = FastAPI(lifespan=lifespan(settings, models=MODELS))
+    app = FastAPI(lifespan=lifespan(settings, models=MODELS, migrations="ignore"))
     app.include_router(health_router(timeout_s=OPERATION_S / 2))
     app.include_router(metrics_router())
     async with (

@@ -134,7 +134,7 @@ async def test_metrics_off_keeps_pool_and_breaker_figures(insightdb_settings: Se
 async def test_metrics_route_serves_parseable_prometheus_text(
     insightdb_settings: Settings,
 ) -> None:
-    app = FastAPI(lifespan=lifespan(insightdb_settings, models=MODELS))
+    app = FastAPI(lifespan=lifespan(insightdb_settings, models=MODELS, migrations="ignore"))
     app.include_router(metrics_router())
     async with (
         LifespanManager(app, startup_timeout=30) as manager,

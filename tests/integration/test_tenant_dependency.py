@@ -18,7 +18,7 @@ class DepNote(TenantScoped, CustomerDocument):
 
 
 def _app(settings: Settings, dependency: object) -> FastAPI:
-    app = FastAPI(lifespan=lifespan(settings, models=[DepNote]))
+    app = FastAPI(lifespan=lifespan(settings, models=[DepNote], migrations="ignore"))
 
     @app.post("/notes", dependencies=[Depends(dependency)])
     async def create(text: str) -> dict[str, str]:
