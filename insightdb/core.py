@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import pymongo
 from beanie import Document, init_beanie
 from loguru import logger
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
@@ -50,6 +52,7 @@ from insightdb.registry import ModelRegistry, build_registry, clean_bases
 from insightdb.settings import GROUPS, Settings
 from insightdb.startup import wait_until_reachable
 from insightdb.tenancy import is_tenant_scoped
+from insightdb.transactions import transaction
 
 if TYPE_CHECKING:
     from insightdb.testing.server import EmbeddedServer
@@ -250,6 +253,29 @@ class InsightDB:
         if self._monitoring is None:  # pragma: no cover - set whenever a handler is
             raise InsightDBError("insightdb is not started: await insightdb.init() first")
         return self._monitoring.alerts.subscribe(hook)
+
+    def transaction(
+        self, groups: Sequence[str] = GROUPS, **options: Any
+    ) -> AbstractAsyncContextManager[AsyncClientSession]:
+        """Run a block in one transaction over ``groups`` (both databases by default).
+
+        Pass the yielded session to every operation inside (``session=session``);
+        the transaction commits when the block ends and aborts if it raises. Both
+        databases can share a transaction only when they are on one cluster.
+
+        Example:
+            ```py
+            async with db.transaction() as session:
+                await user.save(session=session)
+                await client.save(session=session)
+            ```
+
+        Raises:
+            TransactionError: The groups are on different clusters, the deployment has
+                no transactions, or the commit failed.
+        """
+        self._require_handler()
+        return transaction(self.client, groups, **options)
 
     async def __aenter__(self) -> InsightDB:
         await self.start()
