@@ -18,9 +18,13 @@ management...) is refused on a tenant-scoped collection unless inside
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+# _csot.remaining() is PyMongo's reading of an enclosing pymongo.timeout() deadline; the
+# driver has no public accessor for it, and the cut-off must honour a caller's override.
+from pymongo import _csot
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -37,6 +41,11 @@ from insightdb.scoping import (
 from insightdb.tenancy import TENANT_FIELD, current_tenant, unscoped_reason
 
 __all__ = ["GuardedCollection", "GuardedCursor", "OperationGuard"]
+
+# The hard bound of an operation: its deadline plus 5% (and a scheduling allowance).
+# PyMongo's own timeoutMS normally fires first; this catches its 0.5 s polling overshoot.
+_CUTOFF_FACTOR = 1.05
+_CUTOFF_SLACK_S = 0.01
 
 # Attributes that reveal nothing and reach no data: safe on a scoped collection.
 _HARMLESS = frozenset(
@@ -83,9 +92,12 @@ class GuardedCollection:
         is_scoped: Tells whether another collection name of the same database is
             tenant-scoped (for ``$lookup`` and friends).
         guard: The breaker of the model's cluster.
+        deadline_s: The per-operation deadline (``timeouts.operation_ms``); with it each
+            operation is cut off at the deadline plus 5%, because PyMongo re-checks its
+            own deadline only every 0.5 s while waiting for a server.
     """
 
-    __slots__ = ("_guard", "_is_scoped", "_label", "_raw", "_scoped")
+    __slots__ = ("_deadline_s", "_guard", "_is_scoped", "_label", "_raw", "_scoped")
 
     def __init__(
         self,
@@ -95,8 +107,10 @@ class GuardedCollection:
         tenant_scoped: bool,
         is_scoped: Callable[[str], bool],
         guard: OperationGuard = NO_GUARD,
+        deadline_s: float | None = None,
     ) -> None:
         self._raw = raw
+        self._deadline_s = deadline_s
         self._label = label
         self._scoped = tenant_scoped
         self._is_scoped = is_scoped
@@ -143,15 +157,31 @@ class GuardedCollection:
             return None
         return current_tenant()
 
+    def _cutoff(self) -> float | None:
+        """Seconds after which an operation is abandoned, or ``None`` for no bound."""
+        # A pymongo.timeout() block around the call sets its own deadline; honour it.
+        remaining = _csot.remaining()
+        if remaining is not None:
+            return max(remaining, 0.0) * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
+        if self._deadline_s is None:
+            return None
+        return self._deadline_s * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
+
     async def _run(self, operation: str, call: Callable[[], Any]) -> Any:
         self._guard.before()
         try:
-            result = await call()
+            async with asyncio.timeout(self._cutoff()):
+                result = await call()
         except PyMongoError as exc:
             self._guard.failed(exc)
             if is_connectivity_error(exc):
                 raise unavailable(f"{self._label}: {operation}", exc) from exc
             raise
+        except TimeoutError as exc:
+            self._guard.failed(exc)
+            raise unavailable(
+                f"{self._label}: {operation}: no answer within the deadline", exc
+            ) from exc
         self._guard.succeeded()
         return result
 
@@ -411,7 +441,8 @@ class GuardedCursor:
 
     async def __anext__(self) -> Any:
         try:
-            document = await self._cursor.__anext__()
+            async with asyncio.timeout(self._collection._cutoff()):
+                document = await self._cursor.__anext__()
         except StopAsyncIteration:
             self._report_answer()
             raise
@@ -420,6 +451,11 @@ class GuardedCursor:
             if is_connectivity_error(exc):
                 raise unavailable(f"{self._collection._label}: cursor", exc) from exc
             raise
+        except TimeoutError as exc:
+            self._collection._guard.failed(exc)
+            raise unavailable(
+                f"{self._collection._label}: cursor: no answer within the deadline", exc
+            ) from exc
         self._report_answer()
         return document
 

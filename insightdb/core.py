@@ -389,6 +389,7 @@ class InsightDB:
                         tenant_scoped=is_tenant_scoped(model),
                         is_scoped=scoped_names.__contains__,
                         guard=self._guards[group],
+                        deadline_s=_seconds(self._settings.timeouts.operation_ms),
                     ),
                 )
 
@@ -415,3 +416,7 @@ class InsightDB:
         finally:
             if embedded is not None:
                 await embedded.__aexit__(None, None, None)
+
+
+def _seconds(milliseconds: int | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1000
