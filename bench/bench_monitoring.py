@@ -3,9 +3,9 @@
 Issue 6's figures, measured side by side in one run:
 
 * the same tenant-scoped reads and a write on two insightdb runtimes that differ only in
-  ``features.metrics``: *monitoring off* (the pool listener alone, which health and
-  graceful shutdown need) and *monitoring on* (insightdb's defaults: the command and server
-  listeners as well, and the process sampler in the background). The goal is at most 10%
+  ``features.metrics``: *monitoring off* (no listener at all) and *monitoring on*
+  (insightdb's defaults: the pool, command and server listeners, and the process sampler
+  in the background). The goal is at most 10%
   more client CPU per operation with monitoring on. The canned-reply server isolates the
   client, so the goal is judged there; the embedded server's figures are reported too.
 * the cost of one psutil sample of this process (CPU %, RSS, open descriptors, threads),
@@ -197,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results,
         notes=[
             "Client CPU per operation of the same tenant-scoped operations on two insightdb "
-            "runtimes that differ only in `features.metrics`: off (the pool listener alone) "
-            "and on (insightdb's defaults: command and server listeners too, process "
+            "runtimes that differ only in `features.metrics`: off (no listener) "
+            "and on (insightdb's defaults: pool, command and server listeners, process "
             "sampler in the background). The goal (at most 10% more with monitoring on) is "
             "judged on the canned-reply server, which isolates the client. The psutil "
             "figure is one sample of the process, taken by the background loop at most "

@@ -40,7 +40,7 @@ from insightdb.scoping import (
 )
 from insightdb.tenancy import TENANT_FIELD, current_tenant, unscoped_reason
 
-__all__ = ["GuardedCollection", "GuardedCursor", "OperationGuard"]
+__all__ = ["GuardedCollection", "GuardedCursor", "InFlight", "OperationGuard"]
 
 # The hard bound of an operation: its deadline plus 5% (and a scheduling allowance).
 # PyMongo's own timeoutMS normally fires first; this catches its 0.5 s polling overshoot.
@@ -64,6 +64,18 @@ class OperationGuard(Protocol):
 
     def failed(self, exc: BaseException) -> None:
         """The operation failed with ``exc`` (connectivity or not: the guard decides)."""
+
+
+class InFlight:
+    """How many guarded operations are running now (graceful shutdown waits for zero).
+
+    A plain counter: operations run on one event loop, so no lock is needed.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class _NoGuard:
@@ -95,9 +107,10 @@ class GuardedCollection:
         deadline_s: The per-operation deadline (``timeouts.operation_ms``); with it each
             operation is cut off at the deadline plus 5%, because PyMongo re-checks its
             own deadline only every 0.5 s while waiting for a server.
+        in_flight: The runtime's counter of running operations.
     """
 
-    __slots__ = ("_deadline_s", "_guard", "_is_scoped", "_label", "_raw", "_scoped")
+    __slots__ = ("_deadline_s", "_guard", "_in_flight", "_is_scoped", "_label", "_raw", "_scoped")
 
     def __init__(
         self,
@@ -108,9 +121,11 @@ class GuardedCollection:
         is_scoped: Callable[[str], bool],
         guard: OperationGuard = NO_GUARD,
         deadline_s: float | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self._raw = raw
         self._deadline_s = deadline_s
+        self._in_flight = in_flight if in_flight is not None else InFlight()
         self._label = label
         self._scoped = tenant_scoped
         self._is_scoped = is_scoped
@@ -169,6 +184,8 @@ class GuardedCollection:
 
     async def _run(self, operation: str, call: Callable[[], Any]) -> Any:
         self._guard.before()
+        in_flight = self._in_flight
+        in_flight.count += 1
         try:
             async with asyncio.timeout(self._cutoff()):
                 result = await call()
@@ -182,6 +199,8 @@ class GuardedCollection:
             raise unavailable(
                 f"{self._label}: {operation}: no answer within the deadline", exc
             ) from exc
+        finally:
+            in_flight.count -= 1
         self._guard.succeeded()
         return result
 

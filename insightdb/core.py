@@ -35,7 +35,7 @@ from pymongo.errors import PyMongoError
 from insightdb._driver_errors import is_connectivity_error, unavailable
 from insightdb._redact import mask_uri
 from insightdb.breaker import CircuitBreaker
-from insightdb.collection import GuardedCollection
+from insightdb.collection import GuardedCollection, InFlight
 from insightdb.connections import ConnectionHandler
 from insightdb.documents import beanie_initialising, install_collection
 from insightdb.exceptions import ConfigurationError, InsightDBError
@@ -84,6 +84,7 @@ class InsightDB:
         self._embedded: EmbeddedServer | None = None
         self._monitoring: Monitoring | None = None
         self._guards: dict[str, ClientGuard] = {}
+        self._in_flight = InFlight()
         self._started = False
 
     def __repr__(self) -> str:
@@ -225,7 +226,7 @@ class InsightDB:
     def metrics(self) -> MetricsSnapshot:
         """Return a snapshot of every metric: commands, pools, servers, breakers, process.
 
-        With ``features.metrics`` off, only the pool and breaker figures are filled in.
+        With ``features.metrics`` off, only the breaker figures are filled in.
         """
         self._require_handler()
         monitoring = self._monitoring
@@ -390,8 +391,18 @@ class InsightDB:
                         is_scoped=scoped_names.__contains__,
                         guard=self._guards[group],
                         deadline_s=_seconds(self._settings.timeouts.operation_ms),
+                        in_flight=self._in_flight,
                     ),
                 )
+
+    async def _wait_idle(self, monitoring: Monitoring, bound_s: float) -> bool:
+        """Wait up to ``bound_s`` until no guarded operation (nor pooled connection) is busy."""
+        deadline = time.monotonic() + bound_s
+        while self._in_flight.count > 0 or monitoring.pools.in_flight() > 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_IDLE_POLL_S)
+        return True
 
     async def _release(self, *, graceful: bool = False) -> None:
         handler, self._handler = self._handler, None
@@ -402,10 +413,14 @@ class InsightDB:
         try:
             if monitoring is not None:
                 await monitoring.stop()
-                if graceful and handler is not None and not await monitoring.wait_idle(bound):
+                if (
+                    graceful
+                    and handler is not None
+                    and not await self._wait_idle(monitoring, bound)
+                ):
                     logger.warning(
                         "insightdb: closing with {} operation(s) still in flight after {:g}s",
-                        monitoring.pools.in_flight(),
+                        max(self._in_flight.count, monitoring.pools.in_flight()),
                         bound,
                     )
             if handler is not None:
@@ -416,6 +431,9 @@ class InsightDB:
         finally:
             if embedded is not None:
                 await embedded.__aexit__(None, None, None)
+
+
+_IDLE_POLL_S = 0.01
 
 
 def _seconds(milliseconds: int | None) -> float | None:
