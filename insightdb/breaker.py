@@ -207,13 +207,19 @@ class CircuitBreaker:
         self._rejected += 1
         return False
 
+    @property
+    def closed(self) -> bool:
+        """Whether the breaker is closed (a cheap read: no clock, no transition)."""
+        return self._state is BreakerState.CLOSED
+
     def record_success(self, owner: Hashable) -> None:
         """Report that an operation of ``owner`` reached the server and got an answer."""
-        now = self._clock()
-        self._advance(now)
-        if self._state is BreakerState.CLOSED:
+        if self._state is BreakerState.CLOSED:  # the hot path: nothing can change but this
             self._consecutive = 0
-        elif self._state is BreakerState.HALF_OPEN and self._probe_owner is owner:
+            return
+        now = self._clock()
+        self._advance(now)  # open may turn half-open; it never turns closed by itself
+        if self._state is BreakerState.HALF_OPEN and self._probe_owner is owner:
             self._consecutive = 0
             self._probe_owner = None
             self._closed += 1

@@ -144,7 +144,10 @@ class ClientGuard:
 
     def before(self) -> None:
         """Admit the operation, or raise :class:`CircuitOpenError` without trying it."""
-        if self._breaker.allow(_owner()):
+        breaker = self._breaker
+        # Closed admits everyone and never moves on its own: skip the task lookup and
+        # the clock on the hot path.
+        if breaker.closed or breaker.allow(_owner()):
             return
         wait = self._breaker.retry_after()
         if wait > 0:
@@ -155,7 +158,8 @@ class ClientGuard:
 
     def succeeded(self) -> None:
         """The operation got an answer from the server."""
-        self._breaker.record_success(_owner())
+        breaker = self._breaker
+        breaker.record_success(None if breaker.closed else _owner())
 
     def failed(self, exc: BaseException) -> None:
         """The operation failed; only connectivity failures and timeouts count."""
