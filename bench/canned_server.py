@@ -61,13 +61,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import bson
 from bson import ObjectId
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
+
+from insightdb.testing.server import ServerProcess
 
 __all__ = ["CannedServer", "Store", "matches", "serve"]
 
@@ -916,7 +917,7 @@ async def serve(
 # -- the child process, seen from the parent ---------------------------------------
 
 
-class CannedServer:
+class CannedServer(ServerProcess):
     """Run the canned-reply server in a child process on 127.0.0.1; sync or async context.
 
     Args:
@@ -995,30 +996,6 @@ class CannedServer:
                 leftover.unlink()
             self._workdir.rmdir()
             self._workdir = None
-
-    def __enter__(self) -> CannedServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> CannedServer:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,10 @@ import weakref
 from collections import deque
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from typing import Self
 
 from insightdb.exceptions import ConfigurationError, DatabaseUnavailable
 
@@ -180,7 +183,47 @@ def _tail(path: Path | None, lines: int) -> str:
     return "\n".join(kept)
 
 
-class EmbeddedServer:
+class ServerProcess:
+    """A sync and async context manager over a blocking ``start()`` / ``stop()``.
+
+    The async form runs both in a worker thread, so starting or stopping a server never
+    blocks the event loop. Subclasses implement :meth:`start` and :meth:`stop`.
+    """
+
+    def start(self) -> None:
+        """Start the server; returns once it accepts connections."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server; safe to call twice."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+class EmbeddedServer(ServerProcess):
     """A mongoeco wire-protocol server (not MongoDB) in a child process on loopback.
 
     Use it as a context manager, sync or async; the async form starts and stops the child in a
@@ -363,30 +406,6 @@ class EmbeddedServer:
         if self._child is None or not self.running:
             raise RuntimeError(f"{self!r} is not running; call start() or use it as a context")
         return self._child
-
-    def __enter__(self) -> EmbeddedServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EmbeddedServer:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def serve_forever(
