@@ -209,3 +209,45 @@ def test_unrouted_model_lookup() -> None:
         registry.route(Lonely)
     with pytest.raises(RoutingError, match=r"^unknown group 'billing'"):
         registry.models("billing")
+
+
+def test_unique_index_of_a_tenant_scoped_model_must_include_tenant_id() -> None:
+    import pymongo
+    from beanie import Indexed
+
+    from insightdb import TenantScoped
+
+    class PerTenantEmail(TenantScoped, CustomerDocument):
+        email: str
+
+        class Settings:
+            indexes = (pymongo.IndexModel([("tenant_id", 1), ("email", 1)], unique=True),)
+
+    class GlobalEmail(TenantScoped, CustomerDocument):
+        email: Indexed(str, unique=True)  # type: ignore[valid-type]
+
+    class GlobalSlug(TenantScoped, CustomerDocument):
+        slug: str
+
+        class Settings:
+            indexes = (pymongo.IndexModel([("slug", 1)], unique=True, name="slug_global"),)
+
+    class AllowedGlobal(TenantScoped, CustomerDocument):
+        code: Indexed(str, unique=True)  # type: ignore[valid-type]
+        __tenant_global_unique__ = ("code_1",)
+
+    assert len(build_registry(models=[PerTenantEmail, AllowedGlobal])) == 2
+    with pytest.raises(RoutingError, match=r"^GlobalEmail: unique index 'email_1' on email is"):
+        build_registry(models=[GlobalEmail])
+    with pytest.raises(RoutingError, match=r"^GlobalSlug: unique index 'slug_global' on slug"):
+        build_registry(models=[GlobalSlug])
+
+
+def test_tenant_scoped_admin_model_is_refused() -> None:
+    from insightdb import TenantScoped
+
+    class ScopedAdmin(TenantScoped, AdminDocument):
+        x: int = 0
+
+    with pytest.raises(RoutingError, match=r"^ScopedAdmin is TenantScoped but lives in the admin"):
+        build_registry(models=[ScopedAdmin])
