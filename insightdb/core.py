@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pymongo
@@ -174,7 +175,7 @@ class InsightDB:
         if was_started:
             logger.info("insightdb: closed")
 
-    async def health(self, *, timeout_s: float = 2.0) -> HealthReport:
+    async def health(self, *, timeout_s: float = 2.0, migrations: bool = True) -> HealthReport:
         """Ping every group through its circuit breaker, each bounded by ``timeout_s``.
 
         A group is ``down`` when its ping fails, times out or is rejected by an open
@@ -184,7 +185,26 @@ class InsightDB:
 
         Args:
             timeout_s: The bound of each group's check, in seconds.
+            migrations: Also report the revisions not yet applied per group (read from
+                ``migrations_dir`` and each database's log, within ``timeout_s``).
         """
+        report = await self._health(timeout_s)
+        if migrations and report.status != "down":
+            report = replace(report, migrations=await self._pending(timeout_s))
+        return report
+
+    async def _pending(self, timeout_s: float) -> dict[str, Any]:
+        from insightdb.migrations import pending_migrations
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                return {"pending": await pending_migrations(self)}
+        except TimeoutError:
+            return {"error": f"not read within {timeout_s:g}s"}
+        except InsightDBError as exc:
+            return {"error": exc.message}
+
+    async def _health(self, timeout_s: float) -> HealthReport:
         handler = self._require_handler()
         clients = {g: handler.client(g) for g in GROUPS}
         targets = {g: (clients[g], self._settings.database(g).name) for g in GROUPS}

@@ -11,7 +11,6 @@ Importing this module needs FastAPI (``pip install "insightdb[fastapi]"``).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -172,25 +171,17 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
         db = _running_db(request)
         if db is None:
             return _no_store(503, {"status": "down", "error": _NOT_STARTED})
+        check = getattr(request.app.state, "insightdb_migrations", None) == "check"
         try:
-            report = await db.health(timeout_s=timeout_s)
+            report = await db.health(timeout_s=timeout_s, migrations=check)
         except InsightDBError:  # closed between the check above and the ping
             return _no_store(503, {"status": "down", "error": _NOT_STARTED})
         body = report.to_dict()
         ready = report.ready
-        if getattr(request.app.state, "insightdb_migrations", None) == "check" and ready:
+        if check and ready:
             # Another deployment may have added revisions since this one started.
-            try:
-                from insightdb.migrations import pending_migrations
-
-                async with asyncio.timeout(timeout_s):
-                    pending = await pending_migrations(db)
-            except (InsightDBError, TimeoutError) as exc:
-                body["migrations"] = {"error": str(exc) or "timed out"}
-                ready = False
-            else:
-                body["migrations"] = {"pending": pending}
-                ready = not any(pending.values())
+            found = report.migrations or {}
+            ready = "pending" in found and not any(found["pending"].values())
             body["ready"] = ready
         return _no_store(200 if ready else 503, body)
 

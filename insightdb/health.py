@@ -163,12 +163,15 @@ class HealthReport:
         groups: Per-group health, keyed by group name.
         checked_at: When the check ran (UTC).
         process: The latest process sample, when process monitoring runs.
+        migrations: ``{"pending": {group: [revision, ...]}}`` (or ``{"error": ...}`` when
+            they could not be read), when the check asked for migrations.
     """
 
     status: Status
     groups: Mapping[str, GroupHealth]
     checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     process: ProcessMetrics | None = None
+    migrations: Mapping[str, Any] | None = None
 
     @property
     def ready(self) -> bool:
@@ -187,6 +190,7 @@ class HealthReport:
             "checked_at": self.checked_at.isoformat(),
             "groups": {name: asdict(group) for name, group in self.groups.items()},
             "process": process,
+            "migrations": dict(self.migrations) if self.migrations is not None else None,
         }
 
 

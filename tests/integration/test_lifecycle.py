@@ -257,3 +257,17 @@ async def test_health_reports_down_when_the_server_goes_away(
             assert report.groups["admin"].error
         finally:
             await insightdb.close()
+
+
+@pytest.mark.insightdb(models=[Operator, Shipment])
+async def test_health_reports_pending_migrations(insightdb_db: insightdb.InsightDB) -> None:
+    report = await insightdb_db.health()
+    assert report.migrations is not None
+    pending = report.migrations["pending"]
+    # The repository's migrations/ folder has revisions for both groups; these fresh
+    # databases have applied none of them.
+    assert pending["admin"]
+    assert pending["customer"]
+    assert report.ready  # pending migrations are data here; readiness decides per mode
+    assert report.to_dict()["migrations"] == {"pending": pending}
+    assert (await insightdb_db.health(migrations=False)).migrations is None
