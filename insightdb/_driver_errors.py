@@ -19,7 +19,7 @@ from pymongo.errors import (
 from insightdb._redact import mask_text
 from insightdb.exceptions import DatabaseUnavailable
 
-__all__ = ["is_connectivity_error", "unavailable"]
+__all__ = ["is_connectivity_error", "masked_first_line", "unavailable"]
 
 _CONNECTIVITY = (
     AutoReconnect,
@@ -42,6 +42,16 @@ def is_connectivity_error(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) and bool(getattr(exc, "timeout", False))
 
 
+def masked_first_line(exc: BaseException) -> str:
+    """Return the first line of ``exc``'s text with credentials masked ("" if it has none).
+
+    Driver errors can span lines (a topology description) and carry URIs; messages built
+    from them take this line only.
+    """
+    text = mask_text(str(exc)).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def unavailable(what: str, exc: BaseException) -> DatabaseUnavailable:
     """Build a one-line :class:`DatabaseUnavailable` that keeps the driver error.
 
@@ -49,7 +59,7 @@ def unavailable(what: str, exc: BaseException) -> DatabaseUnavailable:
         what: What was being attempted, e.g. ``"admin: ping"``.
         exc: The driver exception; its text is masked and cut to its first line.
     """
-    detail = mask_text(str(exc)).strip().splitlines()[0] if str(exc).strip() else ""
+    detail = masked_first_line(exc)
     if len(detail) > 300:
         detail = detail[:297] + "..."
     message = f"{what}: {type(exc).__name__}" + (f": {detail}" if detail else "")

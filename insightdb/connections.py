@@ -162,10 +162,6 @@ class ConnectionHandler:
             result["+".join(groups)] = client
         return result
 
-    def shares_client(self) -> bool:
-        """Tell whether both groups use one client (the same cluster)."""
-        return len({self._group_keys[g] for g in GROUPS}) == 1
-
     async def close_all(self) -> None:
         """Close every client this handler opened; safe to call twice."""
         clients, self._clients = list(self._clients.values()), {}

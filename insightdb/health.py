@@ -22,7 +22,7 @@ import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from insightdb._redact import mask_text
+from insightdb._driver_errors import masked_first_line
 from insightdb.exceptions import CircuitOpenError
 from insightdb.guard import ClientGuard
 from insightdb.monitoring.metrics import PoolMetrics, ProcessMetrics
@@ -291,8 +291,7 @@ async def check_groups(
 
 
 def _one_line(exc: BaseException) -> str:
-    text = mask_text(str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else 'no answer'}"[:300]
+    return f"{type(exc).__name__}: {masked_first_line(exc) or 'no answer'}"[:300]
 
 
 async def _ping(

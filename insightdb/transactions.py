@@ -21,8 +21,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import OperationFailure, PyMongoError
 
-from insightdb._driver_errors import is_connectivity_error, unavailable
-from insightdb._redact import mask_text
+from insightdb._driver_errors import is_connectivity_error, masked_first_line, unavailable
 from insightdb.exceptions import InsightDBError, TransactionError
 from insightdb.settings import GROUPS
 
@@ -94,5 +93,4 @@ def _translate(label: str, exc: PyMongoError) -> InsightDBError:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = mask_text(str(exc)).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
+    return masked_first_line(exc)[:300] or type(exc).__name__

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import threading
 from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
@@ -18,7 +17,6 @@ import pytest
 from beanie import PydanticObjectId
 from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo import monitoring
 
 import insightdb
 from insightdb import (
@@ -32,6 +30,7 @@ from insightdb import (
     tenant_context,
     unscoped,
 )
+from tests.commandcounter import COUNTER
 
 ACME, GLOBEX = "acme", "globex"
 
@@ -83,28 +82,6 @@ class TitleDict(TypedDict):
 class TitleData:
     title: str
 
-
-class _Counter(monitoring.CommandListener):
-    """Counts commands sent to this test's customer databases."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name.endswith("_customer"):
-            with self._lock:
-                self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-
-COUNTER = _Counter()
-monitoring.register(COUNTER)  # clients created from now on report to it
 
 DUE = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
 

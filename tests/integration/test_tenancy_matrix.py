@@ -9,7 +9,6 @@ command as well.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +18,11 @@ from beanie import BackLink, BulkWriter, Link, WriteRules
 from beanie.exceptions import DocumentNotFound
 from beanie.odm.operators.update.general import Inc, Set
 from pydantic import BaseModel, Field
-from pymongo import monitoring
 
 import insightdb
 from insightdb import CustomerDocument, Settings, TenantContextError, TenantIsolationError
 from insightdb.tenancy import TenantScoped, tenant_context, unscoped
+from tests.commandcounter import COUNTER
 
 ACME, GLOBEX = "acme", "globex"
 
@@ -49,29 +48,6 @@ class MxTask(TenantScoped, CustomerDocument):
 
 class TitleOnly(BaseModel):
     title: str
-
-
-class _CommandCounter(monitoring.CommandListener):
-    """Counts commands sent to databases whose name ends with ``_customer``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name.endswith("_customer"):
-            with self._lock:
-                self.count += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-
-COUNTER = _CommandCounter()
-monitoring.register(COUNTER)  # clients created from now on report to it
 
 
 @dataclass
