@@ -10,6 +10,7 @@ from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
     ExecutionTimeout,
+    InvalidOperation,
     NetworkTimeout,
     PyMongoError,
     ServerSelectionTimeoutError,
@@ -19,7 +20,12 @@ from pymongo.errors import (
 from insightdb._redact import mask_text
 from insightdb.exceptions import DatabaseUnavailable
 
-__all__ = ["is_connectivity_error", "masked_first_line", "unavailable"]
+__all__ = [
+    "is_client_closed_error",
+    "is_connectivity_error",
+    "masked_first_line",
+    "unavailable",
+]
 
 _CONNECTIVITY = (
     AutoReconnect,
@@ -31,15 +37,37 @@ _CONNECTIVITY = (
 )
 
 
+# What PyMongo raises for an operation on a client closed under it: InvalidOperation
+# "Cannot use AsyncMongoClient after close" (checked by message: InvalidOperation also
+# means client-side misuse), or its private _PoolClosedError (checked by name).
+_CLOSED_MESSAGE = "after close"
+_POOL_CLOSED = "_PoolClosedError"
+
+
+def is_client_closed_error(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is the driver refusing an operation because its client closed.
+
+    That happens to operations still running when :meth:`insightdb.InsightDB.close`
+    closes the clients; they become :class:`DatabaseUnavailable` like any other way
+    of not reaching the database.
+    """
+    if isinstance(exc, InvalidOperation):
+        return _CLOSED_MESSAGE in str(exc)
+    return isinstance(exc, PyMongoError) and type(exc).__name__ == _POOL_CLOSED
+
+
 def is_connectivity_error(exc: BaseException) -> bool:
     """Tell whether ``exc`` means the database could not be reached or answer in time.
 
     Application errors (duplicate keys, validation, bad queries) are not; timeouts of
-    the driver's ``timeoutMS`` deadline are.
+    the driver's ``timeoutMS`` deadline are, and so is an operation refused because its
+    client was closed (during shutdown).
     """
     if isinstance(exc, _CONNECTIVITY):
         return True
-    return isinstance(exc, PyMongoError) and bool(getattr(exc, "timeout", False))
+    if not isinstance(exc, PyMongoError):
+        return False
+    return bool(getattr(exc, "timeout", False)) or is_client_closed_error(exc)
 
 
 def masked_first_line(exc: BaseException) -> str:

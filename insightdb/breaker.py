@@ -23,8 +23,15 @@ the current asyncio task). While half-open the first owner admitted holds the pr
 slot; the same owner is admitted again (one Beanie call may issue several driver calls,
 ``find`` then ``to_list``) and only its outcome closes or reopens the breaker. Outcomes
 reported by other owners while half-open or open belong to calls admitted before the
-breaker opened and are ignored. A probe that never reports (its task was cancelled)
-frees the slot after ``probe_timeout_s``, so the breaker can't stay half-open forever.
+breaker opened and are ignored.
+
+The probe slot is freed on **every** outcome of the probe, not only on the two that
+move the breaker: a probe whose outcome says nothing about the server (a client-side
+error such as a document that can't be encoded, a cancellation) calls
+:meth:`CircuitBreaker.release`, which frees the slot without counting anything, so the
+next caller probes at once. A probe whose owner has ended (``is_alive`` says so) frees
+its slot when the next caller asks, and one that never reports at all frees it after
+``probe_timeout_s``: the breaker can't stay half-open for longer than that.
 """
 
 from __future__ import annotations
@@ -86,7 +93,10 @@ class BreakerStats:
         closed: Times it closed again after a successful probe.
         probes: Probes admitted (one per half-open period, plus any that replaced an
             abandoned probe).
-        abandoned_probes: Probes that never reported within ``probe_timeout_s``.
+        abandoned_probes: Probes that never reported: their owner ended, or
+            ``probe_timeout_s`` passed.
+        released_probes: Probes that ended with an outcome that says nothing about the
+            server (a client-side error) and freed the slot without counting.
     """
 
     state: BreakerState
@@ -98,6 +108,7 @@ class BreakerStats:
     closed: int
     probes: int
     abandoned_probes: int
+    released_probes: int = 0
 
 
 class CircuitBreaker:
@@ -110,6 +121,8 @@ class CircuitBreaker:
             may take its place.
         clock: Returns the current time in seconds (monotonic).
         on_transition: Called with every state change (keep it cheap).
+        is_alive: Tells whether a probe's owner can still report (insightdb: its task is
+            not done); a dead owner's slot is freed when the next caller asks.
 
     Raises:
         ConfigurationError: A bound is not positive.
@@ -123,6 +136,7 @@ class CircuitBreaker:
         probe_timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         on_transition: Callable[[Transition], None] | None = None,
+        is_alive: Callable[[Hashable], bool] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ConfigurationError(f"failure_threshold must be >= 1 (got {failure_threshold})")
@@ -133,6 +147,7 @@ class CircuitBreaker:
         self.probe_timeout_s = probe_timeout_s
         self._clock = clock
         self._on_transition = on_transition
+        self._is_alive = is_alive
         self._state = BreakerState.CLOSED
         self._consecutive = 0
         self._opened_at = 0.0
@@ -145,6 +160,7 @@ class CircuitBreaker:
         self._closed = 0
         self._probes = 0
         self._abandoned = 0
+        self._released = 0
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.state.value} failures={self._consecutive}>"
@@ -175,6 +191,7 @@ class CircuitBreaker:
             closed=self._closed,
             probes=self._probes,
             abandoned_probes=self._abandoned,
+            released_probes=self._released,
         )
 
     # -- decisions ------------------------------------------------------------------------
@@ -196,7 +213,7 @@ class CircuitBreaker:
         if state is BreakerState.HALF_OPEN:
             if self._probe_owner is owner:
                 return True
-            if self._probe_owner is not None and now - self._probe_since >= self.probe_timeout_s:
+            if self._probe_owner is not None and self._abandoned_at(now):
                 self._abandoned += 1
                 self._probe_owner = None
             if self._probe_owner is None:
@@ -239,7 +256,26 @@ class CircuitBreaker:
             self._probe_owner = None
             self._open(now, "probe failed")
 
+    def release(self, owner: Hashable) -> None:
+        """Report that ``owner``'s operation ended with an outcome that says nothing about
+        the server (a client-side error, a cancellation).
+
+        Nothing is counted. If ``owner`` holds the half-open probe slot, the slot is freed
+        and the breaker stays half-open: the next caller probes.
+        """
+        if self._state is BreakerState.CLOSED:
+            return
+        self._advance(self._clock())
+        if self._state is BreakerState.HALF_OPEN and self._probe_owner is owner:
+            self._probe_owner = None
+            self._released += 1
+
     # -- transitions ----------------------------------------------------------------------
+
+    def _abandoned_at(self, now: float) -> bool:
+        if now - self._probe_since >= self.probe_timeout_s:
+            return True
+        return self._is_alive is not None and not self._is_alive(self._probe_owner)
 
     def _advance(self, now: float) -> None:
         if self._state is BreakerState.OPEN and now - self._opened_at >= self.reset_timeout_s:

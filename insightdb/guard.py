@@ -6,12 +6,24 @@ before every operation (:meth:`ClientGuard.before`) and tells it the outcome
 The guard turns that into :class:`~insightdb.breaker.CircuitBreaker` calls:
 
 * only connectivity failures and timeouts count
-  (:func:`insightdb._driver_errors.is_connectivity_error`); an application error such as
-  a duplicate key means the server answered, so it counts as a success;
+  (:func:`insightdb._driver_errors.is_connectivity_error`); an error the server sent
+  back (``OperationFailure``: a duplicate key, a validation failure) means the server
+  answered, so it counts as a success; any other outcome — a client-side error such as
+  a document bson can't encode, an operation on a closed client, a cancellation — says
+  nothing about the server: it is not counted, and if it was the half-open probe it
+  frees the probe slot (:meth:`~insightdb.breaker.CircuitBreaker.release`);
 * while the breaker is open, :meth:`~ClientGuard.before` raises
   :class:`~insightdb.exceptions.CircuitOpenError` at once, without touching the network;
 * while half-open, the current asyncio task is the breaker's owner, so exactly one task
-  probes the cluster (and may run several driver calls for one Beanie call).
+  probes the cluster (and may run several driver calls for one Beanie call); a probe
+  task that ended without reporting frees the slot for the next caller;
+* once the runtime starts closing (:meth:`~ClientGuard.close`), :meth:`~ClientGuard.before`
+  refuses every new operation with :class:`~insightdb.exceptions.DatabaseUnavailable`
+  ("shutting down"), so a graceful shutdown waits only for the operations already running.
+
+It also counts the answers the server gave (:attr:`ClientGuard.answers`): a health check
+whose ping timed out reads it to tell an overloaded server (still answering others) from
+a silent one.
 
 It retries nothing: the driver has already retried what it could. State changes are
 logged (loguru, ``insightdb`` logger) and counted in the breaker's statistics.
@@ -25,14 +37,15 @@ import time
 from collections.abc import Callable, Hashable
 
 from loguru import logger
+from pymongo.errors import OperationFailure
 
-from insightdb._driver_errors import is_connectivity_error
+from insightdb._driver_errors import is_client_closed_error, is_connectivity_error
 from insightdb.breaker import BreakerState, BreakerStats, CircuitBreaker, Transition
-from insightdb.exceptions import CircuitOpenError
+from insightdb.exceptions import CircuitOpenError, DatabaseUnavailable
 from insightdb.monitoring.metrics import BreakerMetrics
 from insightdb.settings import Settings
 
-__all__ = ["ClientGuard", "counts_as_failure"]
+__all__ = ["ClientGuard", "counts_as_failure", "server_answered"]
 
 
 def counts_as_failure(exc: BaseException) -> bool:
@@ -41,7 +54,23 @@ def counts_as_failure(exc: BaseException) -> bool:
     Args:
         exc: What an operation (or a health ping) raised.
     """
+    if is_client_closed_error(exc):  # our own shutdown, not the server's fault
+        return False
     return is_connectivity_error(exc) or isinstance(exc, TimeoutError)
+
+
+def server_answered(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is an answer of the server (an error it sent back).
+
+    Args:
+        exc: What an operation raised.
+    """
+    return isinstance(exc, OperationFailure) and not counts_as_failure(exc)
+
+
+def _alive(owner: Hashable) -> bool:
+    # A task that is done can never report; a thread (a synchronous caller) is trusted.
+    return not (isinstance(owner, asyncio.Task) and owner.done())
 
 
 def _owner() -> Hashable:
@@ -64,7 +93,7 @@ class ClientGuard:
         clock: The breaker's clock (monotonic seconds).
     """
 
-    __slots__ = ("_breaker", "name")
+    __slots__ = ("_breaker", "_closing", "answers", "name", "server_version")
 
     def __init__(
         self,
@@ -76,12 +105,19 @@ class ClientGuard:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self.answers = 0
+        """How many operations got an answer from the server (a success or an error it
+        sent back) since the guard was made."""
+        self.server_version: str | None = None
+        """The server version a health check last read (cached: it rarely changes)."""
+        self._closing = False
         self._breaker = CircuitBreaker(
             failure_threshold=failure_threshold,
             reset_timeout_s=reset_timeout_s,
             probe_timeout_s=probe_timeout_s,
             clock=clock,
             on_transition=self._log_transition,
+            is_alive=_alive,
         )
 
     @classmethod
@@ -140,10 +176,28 @@ class ClientGuard:
             abandoned_probes=stats.abandoned_probes,
         )
 
+    @property
+    def closing(self) -> bool:
+        """Whether the runtime is shutting down (new operations are refused)."""
+        return self._closing
+
+    def close(self) -> None:
+        """Refuse every operation from now on: the runtime is shutting down."""
+        self._closing = True
+
     # -- the OperationGuard protocol ------------------------------------------------------
 
     def before(self) -> None:
-        """Admit the operation, or raise :class:`CircuitOpenError` without trying it."""
+        """Admit the operation, or refuse it without trying it.
+
+        Raises:
+            DatabaseUnavailable: The runtime is shutting down.
+            CircuitOpenError: The breaker is open, or half-open with a probe in flight.
+        """
+        if self._closing:
+            raise DatabaseUnavailable(
+                f"{self.name}: insightdb is shutting down (operation refused without trying)"
+            )
         breaker = self._breaker
         # Closed admits everyone and never moves on its own: skip the task lookup and
         # the clock on the hot path.
@@ -158,15 +212,24 @@ class ClientGuard:
 
     def succeeded(self) -> None:
         """The operation got an answer from the server."""
+        self.answers += 1
         breaker = self._breaker
         breaker.record_success(None if breaker.closed else _owner())
 
     def failed(self, exc: BaseException) -> None:
-        """The operation failed; only connectivity failures and timeouts count."""
+        """The operation failed with ``exc`` (any exception: the guard sorts them).
+
+        A connectivity failure or timeout counts against the breaker; an error the server
+        sent back is a sign of life (a success); anything else (client-side) is not
+        counted and frees the half-open probe slot if this operation held it.
+        """
         if counts_as_failure(exc):
             self._breaker.record_failure(_owner())
-        else:  # the server answered: an application error is a sign of life
+        elif server_answered(exc):
+            self.answers += 1
             self._breaker.record_success(_owner())
+        else:
+            self._breaker.release(_owner())
 
     # -- logging ----------------------------------------------------------------------------
 

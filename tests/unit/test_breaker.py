@@ -7,11 +7,19 @@ import statistics
 import time
 
 import pytest
-from pymongo.errors import AutoReconnect, DuplicateKeyError, NetworkTimeout, OperationFailure
+from bson.errors import InvalidDocument
+from pymongo.errors import (
+    AutoReconnect,
+    DuplicateKeyError,
+    InvalidOperation,
+    NetworkTimeout,
+    OperationFailure,
+)
 
-from insightdb import CircuitOpenError, ConfigurationError
+from insightdb import CircuitOpenError, ConfigurationError, DatabaseUnavailable
+from insightdb._driver_errors import is_client_closed_error, is_connectivity_error
 from insightdb.breaker import BreakerState, CircuitBreaker, Transition
-from insightdb.guard import ClientGuard, counts_as_failure
+from insightdb.guard import ClientGuard, counts_as_failure, server_answered
 
 A, B, C = object(), object(), object()  # three callers (tasks, in real use)
 
@@ -180,6 +188,61 @@ def test_an_abandoned_probe_frees_the_slot_after_probe_timeout(clock: FakeClock)
     assert breaker.stats().abandoned_probes == 1
 
 
+def test_a_released_probe_frees_the_slot_without_counting(clock: FakeClock) -> None:
+    breaker, changes = make(clock, reset=1.0, probe=60.0)
+    trip(breaker)
+    clock.advance(1.0)
+    assert breaker.allow(A)
+    assert not breaker.allow(B)
+    before = breaker.stats()
+    breaker.release(A)  # e.g. A's document could not be encoded: the server saw nothing
+    stats = breaker.stats()
+    assert stats.state is BreakerState.HALF_OPEN
+    assert stats.released_probes == 1
+    assert (stats.failures, stats.opened, stats.closed) == (
+        before.failures,
+        before.opened,
+        before.closed,
+    )
+    assert breaker.allow(B)  # at once: no wait for probe_timeout_s
+    breaker.record_success(B)
+    assert breaker.state is BreakerState.CLOSED
+    assert [c.new for c in changes][-2:] == [BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+def test_release_by_anyone_but_the_probe_is_ignored(clock: FakeClock) -> None:
+    breaker, _ = make(clock, reset=1.0)
+    breaker.release(A)  # closed: nothing to free
+    assert breaker.state is BreakerState.CLOSED
+    trip(breaker)
+    breaker.release(A)  # open: nothing to free
+    clock.advance(1.0)
+    assert breaker.allow(A)
+    breaker.release(B)
+    assert not breaker.allow(C)
+    assert breaker.stats().released_probes == 0
+
+
+def test_a_dead_probe_owner_frees_the_slot_at_the_next_request(clock: FakeClock) -> None:
+    dead: set[object] = set()
+    breaker = CircuitBreaker(
+        failure_threshold=1,
+        reset_timeout_s=1.0,
+        probe_timeout_s=60.0,
+        clock=clock,
+        is_alive=lambda owner: owner not in dead,
+    )
+    breaker.record_failure(A)
+    clock.advance(1.0)
+    assert breaker.allow(A)
+    assert not breaker.allow(B)
+    dead.add(A)  # A's task ended without reporting (cancelled, or an error nobody saw)
+    assert breaker.allow(B)
+    assert breaker.stats().abandoned_probes == 1
+    breaker.record_failure(B)
+    assert breaker.state is BreakerState.OPEN
+
+
 def test_a_full_cycle_counts_every_transition(clock: FakeClock) -> None:
     breaker, changes = make(clock, threshold=2, reset=1.0)
     for _ in range(3):
@@ -217,6 +280,69 @@ def test_only_connectivity_failures_and_timeouts_count() -> None:
     assert not counts_as_failure(DuplicateKeyError("E11000"))
     assert not counts_as_failure(OperationFailure("bad query"))
     assert not counts_as_failure(ValueError())
+
+
+def test_what_the_server_answered_is_told_apart_from_client_side_errors() -> None:
+    closed = InvalidOperation("Cannot use AsyncMongoClient after close")
+    assert is_client_closed_error(closed)
+    assert is_connectivity_error(closed)  # translated to DatabaseUnavailable...
+    assert not counts_as_failure(closed)  # ...but our own shutdown is not the server's fault
+    assert not is_client_closed_error(InvalidOperation("cursor already used"))
+    assert not is_connectivity_error(InvalidOperation("cursor already used"))
+    assert server_answered(DuplicateKeyError("E11000"))
+    assert server_answered(OperationFailure("bad query"))
+    for client_side in (InvalidDocument("cannot encode object"), ValueError(), closed):
+        assert not server_answered(client_side)
+        assert not counts_as_failure(client_side)
+    assert not server_answered(AutoReconnect("gone"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidDocument("cannot encode object: <object>, of type: <class 'object'>"),
+        InvalidOperation("Cannot use AsyncMongoClient after close"),
+        asyncio.CancelledError(),
+    ],
+    ids=["invalid-document", "closed-client", "cancelled"],
+)
+def test_guard_frees_the_probe_slot_on_a_client_side_outcome(
+    clock: FakeClock, error: BaseException
+) -> None:
+    guard = ClientGuard("admin", failure_threshold=1, reset_timeout_s=1, clock=clock)
+    guard.failed(AutoReconnect("down"))
+    clock.advance(1)
+    guard.before()  # this thread is the probe...
+    guard.failed(error)  # ...and its operation never reached the server
+    stats = guard.stats()
+    assert stats.state is BreakerState.HALF_OPEN
+    assert (stats.failures, stats.released_probes) == (1, 1)
+    guard.before()  # the next caller probes at once
+    guard.succeeded()
+    assert guard.state is BreakerState.CLOSED
+
+
+def test_guard_counts_a_server_error_of_the_probe_as_a_sign_of_life(clock: FakeClock) -> None:
+    guard = ClientGuard("admin", failure_threshold=1, reset_timeout_s=1, clock=clock)
+    guard.failed(AutoReconnect("down"))
+    clock.advance(1)
+    guard.before()
+    answers = guard.answers
+    guard.failed(DuplicateKeyError("E11000 duplicate key"))
+    assert guard.state is BreakerState.CLOSED
+    assert guard.answers == answers + 1
+
+
+def test_a_closing_guard_refuses_new_work_with_database_unavailable(clock: FakeClock) -> None:
+    guard = ClientGuard("admin+customer", clock=clock)
+    guard.before()
+    guard.close()
+    assert guard.closing
+    with pytest.raises(DatabaseUnavailable, match="shutting down") as caught:
+        guard.before()
+    assert not isinstance(caught.value, CircuitOpenError)
+    guard.succeeded()  # operations admitted before still report, harmlessly
+    assert guard.state is BreakerState.CLOSED
 
 
 def test_guard_never_opens_on_application_errors(clock: FakeClock) -> None:
@@ -278,3 +404,24 @@ async def test_guard_uses_the_current_task_as_the_probe(clock: FakeClock) -> Non
     assert admitted == ["probe"]
     assert sorted(rejected) == [f"other-{i}" for i in range(5)]
     assert guard.state is BreakerState.CLOSED
+
+
+async def test_a_probe_task_that_ended_without_reporting_frees_the_slot(clock: FakeClock) -> None:
+    guard = ClientGuard("customer", failure_threshold=1, reset_timeout_s=1, clock=clock)
+    guard.failed(AutoReconnect("down"))
+    clock.advance(1)
+
+    async def probe_that_dies() -> None:
+        guard.before()
+        raise RuntimeError("an error between the guard and the driver; nobody reports it")
+
+    with pytest.raises(RuntimeError):
+        await asyncio.create_task(probe_that_dies())
+
+    async def next_caller() -> None:
+        guard.before()
+        guard.succeeded()
+
+    await asyncio.create_task(next_caller())  # admitted without waiting probe_timeout_s
+    assert guard.state is BreakerState.CLOSED
+    assert guard.stats().abandoned_probes == 1
