@@ -22,12 +22,15 @@ from typing import Any
 
 from pymongo import monitoring
 
+from insightdb.exceptions import ConfigurationError
 from insightdb.monitoring.metrics import CommandMetrics, LatencyRecorder
 
 __all__ = ["OTHER", "CommandMonitor", "SlowCommand", "command_filter", "filter_shape"]
 
 OTHER = "_other"
-"""The collection label of series beyond ``max_series``."""
+"""The database, collection and command label of the one series that counts every
+command beyond ``max_series``."""
+_OVERFLOW = (OTHER, OTHER, OTHER)
 
 # Where each command keeps its filter; the value of a key is a path into the command.
 _FILTER_PATHS: dict[str, tuple[str | int, ...]] = {
@@ -169,8 +172,10 @@ class CommandMonitor(monitoring.CommandListener):
         slow_ms: The slow-query threshold in milliseconds (``None``: no slow reports).
         on_slow: Called (inside the driver's call: keep it cheap, no I/O) with each
             slow command.
-        max_series: The most distinct database/collection/command series kept; later
-            ones are counted under the collection ``_other``.
+        max_series: A hard bound on the number of series, whatever the number of
+            databases, collections and command names: the first ``max_series - 1``
+            distinct database/collection/command triples get a series each, and every
+            later one is counted in one overflow series labelled ``_other`` throughout.
     """
 
     def __init__(
@@ -182,7 +187,10 @@ class CommandMonitor(monitoring.CommandListener):
     ) -> None:
         self._slow_s = None if slow_ms is None else slow_ms / 1000
         self._on_slow = on_slow
-        self._max_series = max_series
+        if max_series < 1:
+            raise ConfigurationError(f"monitoring.max_series must be >= 1 (got {max_series})")
+        # One slot is kept for the overflow series, so the total never exceeds the bound.
+        self._max_named = max_series - 1
         self._lock = threading.Lock()
         self._pending: dict[tuple[Any, int], tuple[str, str, Mapping[str, Any] | None]] = {}
         self._series: dict[tuple[str, str, str], _Series] = {}
@@ -240,11 +248,7 @@ class CommandMonitor(monitoring.CommandListener):
             key = (database, collection, name)
             series = self._series.get(key)
             if series is None:
-                if len(self._series) >= self._max_series:
-                    key = (database, OTHER, name)
-                    series = self._series.get(key)
-                if series is None:
-                    series = self._series[key] = _Series()
+                series = self._new_series(key)
             series.count += 1
             series.latency.observe(seconds)
             if failed:
@@ -268,6 +272,17 @@ class CommandMonitor(monitoring.CommandListener):
                     source=source,
                 )
             )
+
+    def _new_series(self, key: tuple[str, str, str]) -> _Series:
+        # Called under the lock. The overflow series, once made, holds the last slot.
+        named = len(self._series) - (_OVERFLOW in self._series)
+        if named >= self._max_named:
+            key = _OVERFLOW
+            series = self._series.get(key)
+            if series is not None:
+                return series
+        series = self._series[key] = _Series()
+        return series
 
     # -- reading -----------------------------------------------------------------------------
 

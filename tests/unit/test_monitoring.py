@@ -19,6 +19,7 @@ from pymongo import monitoring
 from pymongo.hello import Hello
 from pymongo.server_description import ServerDescription
 
+from insightdb.exceptions import ConfigurationError
 from insightdb.monitoring import (
     Alert,
     AlertBook,
@@ -182,11 +183,32 @@ def test_command_monitor_counts_per_database_collection_and_command() -> None:
 
 
 def test_command_monitor_folds_series_beyond_the_cap() -> None:
-    monitor = CommandMonitor(slow_ms=None, max_series=2)
+    monitor = CommandMonitor(slow_ms=None, max_series=3)
     for name in ("a", "b", "c", "d"):
         run_command(monitor, {"find": name}, ms=1)
-    keys = [(m.collection, m.count) for m in monitor.snapshot()]
-    assert keys == [(OTHER, 2), ("a", 1), ("b", 1)]
+    run_command(monitor, {"find": "a"}, ms=1)  # a known series keeps counting
+    keys = [(m.database, m.collection, m.command, m.count) for m in monitor.snapshot()]
+    assert keys == [(OTHER, OTHER, OTHER, 2), ("app", "a", "find", 2), ("app", "b", "find", 1)]
+
+
+@pytest.mark.parametrize("max_series", [1, 2, 7, 50])
+def test_max_series_bounds_the_total_whatever_the_databases_and_commands(
+    max_series: int,
+) -> None:
+    monitor = CommandMonitor(slow_ms=None, max_series=max_series)
+    names = ("find", "insert", "update", "delete", "aggregate", "someAdminCommand")
+    for n in range(300):
+        command = {names[n % len(names)]: f"coll{n % 17}"}
+        run_command(monitor, command, ms=1, database=f"tenant_db_{n}")
+    snapshot = monitor.snapshot()
+    assert len(snapshot) == max_series
+    assert sum(m.count for m in snapshot) == 300  # nothing is dropped, only folded
+    assert (OTHER, OTHER, OTHER) in {(m.database, m.collection, m.command) for m in snapshot}
+
+
+def test_max_series_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="max_series"):
+        CommandMonitor(max_series=0)
 
 
 def test_slow_commands_are_reported_with_their_source_only_for_the_shape() -> None:
