@@ -171,11 +171,16 @@ def test_bad_uri_scheme_never_echoes_the_value(clean_env: Path) -> None:
     assert SECRET not in repr(info.value)
 
 
-def test_unreadable_settings_file_is_one_line(clean_env: Path) -> None:
+def test_toml_syntax_error_names_the_file(clean_env: Path) -> None:
     _write(clean_env / "settings.toml", "[default\nbroken = ")
-    with pytest.raises(ConfigurationError, match=r"^settings files could not be read: ") as info:
+    with pytest.raises(ConfigurationError, match=r"^settings\.toml: not valid TOML: .*line 1") as info:
         get_settings()
     assert "\n" not in str(info.value)
+    _write(clean_env / "settings.toml", "[default]\n")
+    _write(clean_env / ".secrets.toml", f'[default]\nadmin_password = "{SECRET}\n')
+    with pytest.raises(ConfigurationError, match=r"^\.secrets\.toml: not valid TOML") as info:
+        get_settings()
+    assert SECRET not in str(info.value)
 
 
 def test_explicit_missing_settings_file(clean_env: Path) -> None:
@@ -219,12 +224,30 @@ def test_unknown_group_lookup(clean_env: Path) -> None:
         get_settings().database("billing")
 
 
-def test_blank_resets_an_optional_value(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INSIGHTDB_TIMEOUTS__OPERATION_MS", "")
-    _write(clean_env / "settings.toml", '[default]\ndriver.w = "none"\n')
+def test_none_resets_an_optional_value(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSIGHTDB_TIMEOUTS__OPERATION_MS", "none")
+    _write(clean_env / "settings.toml", '[default]\ndriver.w = "none"\ndriver.tls_ca_file = ""\n')
     settings = get_settings()
-    assert settings.timeouts.operation_ms is None  # left to the driver
+    assert settings.timeouts.operation_ms is None  # left to the driver, explicitly
     assert settings.driver.w is None
+    assert settings.driver.tls_ca_file is None  # "" unsets optional text only
+
+
+def test_empty_environment_value_is_refused(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty variable must not silently switch deadlines off."""
+    monkeypatch.setenv("INSIGHTDB_TIMEOUTS__OPERATION_MS", "")
+    with pytest.raises(
+        ConfigurationError, match=r"^INSIGHTDB_TIMEOUTS__OPERATION_MS: empty value; .*none"
+    ):
+        get_settings()
+
+
+def test_empty_string_does_not_unset_a_number_in_a_file(clean_env: Path) -> None:
+    _write(clean_env / "settings.toml", '[default]\ntimeouts.operation_ms = ""\n')
+    with pytest.raises(ConfigurationError, match=r"^timeouts\.operation_ms: "):
+        get_settings()
 
 
 def test_interpreter_variables_are_not_settings(
