@@ -164,11 +164,16 @@ class InsightDB:
     async def close(self) -> None:
         """Close gracefully; safe to call twice.
 
-        Stops the monitoring loop, waits for operations in flight (those holding or
-        waiting for a connection) up to ``resilience.shutdown_timeout_s``, then closes
-        the clients — within what is left of that bound, at least 0.25 s, even when
-        the server hangs — and stops the embedded server. Health reports "not started"
-        from the moment it begins.
+        From the moment it begins, every new operation on a model is refused with
+        :class:`~insightdb.exceptions.DatabaseUnavailable` ("shutting down") without
+        being tried, and health reports "not started". It then stops the monitoring
+        loop, waits for the operations already in flight (those holding or waiting for
+        a connection) up to ``resilience.shutdown_timeout_s`` — under steady traffic
+        that is only as long as the slowest of them — and closes the clients, within
+        what is left of that bound (at least 0.25 s, even when the server hangs), and
+        stops the embedded server. An operation still running when its client closes
+        fails with ``DatabaseUnavailable`` too, never with the driver's raw error; it
+        may or may not have been applied (see docs/resilience.md).
         """
         was_started, self._started = self._started, False
         await self._release(graceful=was_started)
@@ -425,6 +430,9 @@ class InsightDB:
         return True
 
     async def _release(self, *, graceful: bool = False) -> None:
+        # Refuse new work first, so waiting for the work in flight ends under load.
+        for guard in self._guards.values():
+            guard.close()
         handler, self._handler = self._handler, None
         embedded, self._embedded = self._embedded, None
         monitoring, self._monitoring = self._monitoring, None
