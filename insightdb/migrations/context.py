@@ -6,13 +6,16 @@ bound to the revision, and batch helpers that make large migrations safe:
 - :meth:`~MigrationContext.batches` and :meth:`~MigrationContext.for_each` stream a
   collection with one cursor sorted by ``_id``, hand over one batch at a time (memory is
   bounded by one batch), write with unordered ``bulk_write`` and record a checkpoint (the
-  last ``_id``) after each batch, so a rerun resumes after the last finished batch;
+  last ``_id``) per batch, so a rerun resumes after the last finished batch;
 - :meth:`~MigrationContext.update_with_pipeline` and :meth:`~MigrationContext.merge_into`
   run on the server (:mod:`insightdb.migrations.serverside`);
 - :meth:`~MigrationContext.transaction` opens a transaction for arbitrary code.
 
-With ``use_transaction = True`` in the revision, each batch's writes and its checkpoint
-commit together in one transaction — never one transaction around a whole collection.
+Each batch is written once (:mod:`insightdb.migrations.batching`): where the server runs
+transactions, a batch's writes commit with its checkpoint and the lock's fence in one
+transaction (never one transaction around a whole collection); elsewhere, or with
+``use_transaction = False``, the writes of :meth:`~MigrationContext.for_each` and the
+server-side helpers carry per-document idempotence markers.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, nullcontext
+from contextlib import aclosing, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
@@ -33,6 +36,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.exceptions import MigrationError
+from insightdb.migrations.batching import commit_batch, mark_filter, mark_op, marker_path
 from insightdb.migrations.log import Checkpoint, MigrationLog
 from insightdb.migrations.progress import ProgressMode, Reporter, make_reporter
 
@@ -60,17 +64,49 @@ class _Step:
 
     ctx: MigrationContext
     key: str
+    collection: str
     point: Checkpoint = field(default_factory=Checkpoint)
+    markable: bool = True
 
-    async def record(
-        self, after: Any, written: int, *, done: bool = False, in_transaction: bool = False
-    ) -> None:
-        self.point = Checkpoint(after, self.point.documents + written, done)
-        self.ctx.documents += written
-        session = self.ctx.session if in_transaction else None
-        await self.ctx._log.checkpoint(
-            self.ctx.revision, self.key, self.point, written=written, session=session
+    @property
+    def marked(self) -> bool:
+        """Whether this step's writes carry idempotence markers (no transaction)."""
+        return self.markable and (not self.ctx.use_transaction or self.point.marked)
+
+    @property
+    def marker(self) -> str:
+        """The dotted path of this step's marker in the documents it writes."""
+        return marker_path(self.ctx.revision, self.key)
+
+    async def save(
+        self,
+        after: Any,
+        written: int,
+        *,
+        done: bool = False,
+        session: AsyncClientSession | None = None,
+        apply: bool = True,
+    ) -> Checkpoint:
+        """Write the checkpoint (in ``session``'s transaction, if given).
+
+        With ``apply=False`` the in-memory state waits for :meth:`apply` (after the
+        transaction commits, so a retried transaction is not counted twice).
+        """
+        point = Checkpoint(
+            after, self.point.documents + written, done, self.collection, self.marked
         )
+        await self.ctx._log.checkpoint(
+            self.ctx.revision, self.key, point, written=written, session=session
+        )
+        if apply:
+            self.apply(point, written)
+        return point
+
+    def apply(self, point: Checkpoint, written: int) -> None:
+        """Adopt a written checkpoint."""
+        self.point = point
+        self.ctx.documents += written
+        self.ctx._checkpoints[self.key] = point
 
 
 class MigrationContext:
@@ -88,7 +124,9 @@ class MigrationContext:
         batch_size: Default documents per batch of the batch helpers.
         server_batch_size: Default documents per server-side operation of
             :meth:`update_with_pipeline` and :meth:`merge_into` (``None``: one operation).
-        use_transaction: Whether each batch commits with its checkpoint in a transaction.
+        use_transaction: Whether each batch commits with its checkpoint in a transaction
+            (else its writes carry idempotence markers).
+        lock: The migration lock the run holds (its fence guards every batch).
         documents: Documents written by this run so far.
     """
 
@@ -126,7 +164,7 @@ class MigrationContext:
         self._log = log
         self._checkpoints = dict(checkpoints or {})
         self._progress: ProgressMode = progress
-        self._lock = lock
+        self.lock = lock
         self._calls = 0
 
     def collection(self, name: str) -> AsyncCollection[Any]:
@@ -157,9 +195,12 @@ class MigrationContext:
         """Yield the matching documents, one batch (a list) at a time, in ``_id`` order.
 
         The checkpoint of a batch is written when the loop asks for the next one, so a
-        batch whose processing raised is processed again by the rerun. Don't ``break``
-        out of the loop when ``use_transaction`` is set (wrap it in
-        :func:`contextlib.aclosing` if you must).
+        batch whose processing raised is processed again by the rerun. With a
+        transaction (:attr:`use_transaction`), the loop body runs inside the batch's
+        transaction: pass ``session=ctx.session`` to its writes and they commit with the
+        checkpoint, exactly once. Without one, the batch in flight at a crash is handed
+        over again on resume: keep such writes idempotent. Don't ``break`` out of the
+        loop (wrap it in :func:`contextlib.aclosing` if you must).
 
         Args:
             collection: The collection name.
@@ -168,10 +209,25 @@ class MigrationContext:
             batch_size: Documents per batch; :attr:`batch_size` by default.
             key: The checkpoint name; ``<collection>#<n>`` (n-th helper call) by default.
         """
-        async with aclosing(self._chunks(collection, filter, projection, batch_size, key)) as it:
-            async for chunk in it:
-                yield chunk.docs
-                chunk.written = len(chunk.docs)
+        step = self.step(collection, key)
+        async with aclosing(self._stream(step, filter, projection, batch_size)) as it:
+            async for batch in it:
+                if not self.use_transaction:
+                    yield batch
+                    await commit_batch(self, step, _noop(len(batch)), batch[-1]["_id"])
+                    continue
+                with self.lock.busy() if self.lock is not None else nullcontext():
+                    async with await self.session.start_transaction():
+                        if self.lock is not None:
+                            await self.lock.fence(self.session)
+                        yield batch
+                        point = await step.save(
+                            batch[-1]["_id"], len(batch), session=self.session, apply=False
+                        )
+                if self.lock is not None:
+                    self.lock.renewed()
+                step.apply(point, len(batch))
+        await step.save(step.point.after, 0, done=True)
 
     async def for_each(
         self,
@@ -187,17 +243,19 @@ class MigrationContext:
 
         ``transform(doc)`` (sync or async) returns ``None`` (leave the document alone),
         an update document such as ``{"$set": {...}}`` (applied to that document), or any
-        PyMongo write model (``ReplaceOne``, ``DeleteOne``...).
+        PyMongo write model (``ReplaceOne``, ``DeleteOne``...). Each batch's writes are
+        applied once, even across a crash and a rerun (see the module docstring).
 
         Returns:
             The number of writes sent.
         """
         coll = self.database[collection]
+        step = self.step(collection, key)
         total = 0
-        async with aclosing(self._chunks(collection, filter, projection, batch_size, key)) as it:
-            async for chunk in it:
+        async with aclosing(self._stream(step, filter, projection, batch_size)) as it:
+            async for batch in it:
                 ops: list[Any] = []
-                for doc in chunk.docs:
+                for doc in batch:
                     result = transform(doc)
                     if inspect.isawaitable(result):
                         result = await result
@@ -212,10 +270,10 @@ class MigrationContext:
                             f"{self.revision}: for_each's transform returned "
                             f"{type(result).__name__}; expected None, an update or a write model"
                         )
-                if ops:
-                    await coll.bulk_write(ops, ordered=False, session=self._write_session())
-                chunk.written = len(ops)
-                total += len(ops)
+                if step.marked and self.lock is not None and self.lock.token is not None:
+                    ops = [mark_op(op, step.marker, self.lock.token) for op in ops]
+                total += await commit_batch(self, step, _bulk(coll, ops), batch[-1]["_id"])
+        await step.save(step.point.after, 0, done=True)
         return total
 
     async def update_with_pipeline(
@@ -268,45 +326,51 @@ class MigrationContext:
 
     # --- machinery shared with serverside.py and controllers.py ------------------------
 
-    def step(self, collection: str, key: str | None) -> _Step:
-        """Return the resumable step of a helper call (internal)."""
+    def step(self, collection: str, key: str | None, *, markable: bool = True) -> _Step:
+        """Return the resumable step of a helper call (internal).
+
+        ``markable=False`` for steps whose writes are idempotent by nature (``$merge``).
+        """
         name = key if key is not None else f"{collection}#{self._calls}"
         self._calls += 1
         name = _BAD_KEY.sub("_", name)
         if self.direction == "down":
             name = f"down:{name}"
-        return _Step(self, name, self._checkpoints.get(name, Checkpoint()))
+        point = self._checkpoints.get(name, Checkpoint())
+        return _Step(self, name, collection, point, markable)
 
-    def batch_scope(self) -> AbstractAsyncContextManager[Any]:
-        """A transaction per batch when ``use_transaction`` is set (internal)."""
-        return self.transaction() if self.use_transaction else nullcontext()
+    def unmarked(self, step: _Step, filter: Mapping[str, Any]) -> dict[str, Any]:
+        """``filter`` restricted to documents the step has not written yet (internal)."""
+        return mark_filter(filter, step.marker) if step.marked else dict(filter)
+
+    def marked_collections(self) -> set[str]:
+        """The collections whose documents may carry this revision's markers (internal)."""
+        return {p.collection for p in self._checkpoints.values() if p.marked and p.collection}
 
     def reporter(self, collection: str, total: int | None) -> Reporter:
         """Return the progress reporter of one step (internal)."""
         return make_reporter(f"{self.group} {self.revision} {collection}", total, self._progress)
 
     def check_lock(self) -> None:
-        """Stop between batches when the lock was lost (internal)."""
-        if self._lock is not None:
-            self._lock.check()
+        """Stop between batches when the lock is known to be lost (internal)."""
+        if self.lock is not None:
+            self.lock.check()
 
-    async def _chunks(
+    async def _stream(
         self,
-        collection: str,
+        step: _Step,
         filter: Mapping[str, Any] | None,
         projection: Mapping[str, Any] | None,
         batch_size: int | None,
-        key: str | None,
-    ) -> AsyncGenerator[_Chunk, None]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         size = batch_size or self.batch_size
-        step = self.step(collection, key)
         if step.point.done:
             self.logger.info("{} {}: step {} already done", self.group, self.revision, step.key)
             return
         query = after_id(filter, step.point.after)
-        coll = self.database[collection]
+        coll = self.database[step.collection]
         total = await (coll.count_documents(query) if query else coll.estimated_document_count())
-        reporter = self.reporter(collection, total)
+        reporter = self.reporter(step.collection, total)
         try:
             # No session on the cursor: it outlives the per-batch transactions.
             cursor = coll.find(query, projection, sort=[("_id", 1)], batch_size=size)
@@ -314,29 +378,18 @@ class MigrationContext:
             async for doc in cursor:
                 batch.append(doc)
                 if len(batch) >= size:
-                    await self._hand_over(step, batch)
-                    async with self.batch_scope():
-                        chunk = _Chunk(batch)
-                        yield chunk
-                        await step.record(
-                            batch[-1]["_id"], chunk.written, in_transaction=self.use_transaction
-                        )
+                    self._hand_over(step, batch)
+                    yield batch
                     reporter.advance(len(batch))
                     batch = []
             if batch:
-                await self._hand_over(step, batch)
-                async with self.batch_scope():
-                    chunk = _Chunk(batch)
-                    yield chunk
-                    await step.record(
-                        batch[-1]["_id"], chunk.written, in_transaction=self.use_transaction
-                    )
+                self._hand_over(step, batch)
+                yield batch
                 reporter.advance(len(batch))
-            await step.record(step.point.after, 0, done=True)
         finally:
             reporter.close()
 
-    async def _hand_over(self, step: _Step, batch: list[dict[str, Any]]) -> None:
+    def _hand_over(self, step: _Step, batch: list[dict[str, Any]]) -> None:
         self.check_lock()
         if "_id" not in batch[-1]:
             raise MigrationError(
@@ -344,8 +397,21 @@ class MigrationContext:
                 "(batches are checkpointed by _id)"
             )
 
-    def _write_session(self) -> AsyncClientSession | None:
-        return self.session if self.session.in_transaction else None
+
+def _bulk(coll: AsyncCollection[Any], ops: list[Any]) -> Callable[..., Awaitable[int]]:
+    async def write(session: AsyncClientSession | None) -> int:
+        if ops:
+            await coll.bulk_write(ops, ordered=False, session=session)
+        return len(ops)
+
+    return write
+
+
+def _noop(count: int) -> Callable[..., Awaitable[int]]:
+    async def write(session: AsyncClientSession | None) -> int:
+        return count
+
+    return write
 
 
 def after_id(filter: Mapping[str, Any] | None, after: Any) -> dict[str, Any]:

@@ -1,13 +1,22 @@
-"""The migration lock of one database: one writer at a time, across processes and hosts.
+"""The migration lock of one database: one writer at a time, fenced by a token.
 
 The lock is one document, ``{_id: "lock"}`` in ``insightdb_migration_lock`` of the
-migrated database, holding the ``owner`` (``host:pid:uuid``), ``acquired_at`` and
-``expires_at``. It is taken with a single ``find_one_and_update`` that matches only a
-free (expired, or our own) lock and upserts otherwise: when another owner holds it, the
-upsert collides on the unique ``_id`` and fails, so two processes can never both win.
-While held, a background task renews ``expires_at``; a crashed process stops renewing and
-its lock expires after the TTL, after which the next run takes it over. Expiry uses the
-clocks of the hosts involved: keep the TTL well above their skew.
+migrated database, holding the ``owner`` (``host:pid:uuid``, or ``None`` when free), a
+fencing ``token``, ``acquired_at`` and ``expires_at``. It is taken with a single
+``find_one_and_update`` that matches only a free (released, expired, or our own) lock,
+raises ``token`` by one and upserts otherwise: when another owner holds it, the upsert
+collides on the unique ``_id`` and fails, so two processes can never both win. The
+document is never deleted (a release empties ``owner``), so tokens only grow.
+
+The token fences every write of the run that holds it: :meth:`MigrationLock.fence`
+renews the lease only where ``owner`` and ``token`` are still ours, and the runner calls
+it before every batch write (inside the batch's transaction when there is one), while
+the log refuses writes whose token is older than the newest it has seen. A runner whose
+lease expired while a step blocked the event loop, and was taken over, therefore stops
+with :class:`~insightdb.exceptions.MigrationLockError` before its next write. Between
+batches an asyncio task renews the lease every TTL/3 (it stays quiet while a batch
+transaction is open, as the batch's own fence renews it). Expiry uses the clocks of the
+hosts involved: keep the TTL well above their skew.
 """
 
 from __future__ import annotations
@@ -17,16 +26,18 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
 from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from insightdb._driver_errors import masked_first_line
 from insightdb.exceptions import MigrationLockError
 
 __all__ = ["LOCK_COLLECTION", "MigrationLock", "default_owner"]
@@ -49,6 +60,10 @@ class MigrationLock:
         owner: This holder's name; :func:`default_owner` by default.
         ttl_s: Seconds after the last renewal at which the lock counts as abandoned.
         poll_s: Seconds between attempts while waiting.
+
+    Attributes:
+        token: The fencing token of the current hold (``None`` before acquiring).
+        lost: Whether the lock was found taken over while held.
     """
 
     def __init__(
@@ -67,30 +82,37 @@ class MigrationLock:
         self.owner = owner or default_owner()
         self.ttl_s = ttl_s
         self.poll_s = poll_s
+        self.token: int | None = None
         self.lost = False
+        self._renewed_at = 0.0
+        self._busy = 0
 
     async def holder(self) -> dict[str, Any] | None:
         """Return the lock document, or ``None`` when nobody holds it."""
-        return await self._collection.find_one({"_id": _LOCK_ID})
+        doc = await self._collection.find_one({"_id": _LOCK_ID})
+        return doc if doc is not None and doc.get("owner") is not None else None
 
     async def try_acquire(self) -> bool:
         """Take the lock if it is free, expired, or already ours; never waits."""
         now = datetime.now(UTC)
+        free = [{"owner": None}, {"expires_at": {"$lte": now}}, {"owner": self.owner}]
         try:
             doc = await self._collection.find_one_and_update(
-                {"_id": _LOCK_ID, "$or": [{"expires_at": {"$lte": now}}, {"owner": self.owner}]},
+                {"_id": _LOCK_ID, "$or": free},
                 {
                     "$set": {
                         "owner": self.owner,
                         "acquired_at": now,
                         "expires_at": now + timedelta(seconds=self.ttl_s),
-                    }
+                    },
+                    "$inc": {"token": 1},
                 },
                 upsert=True,
                 return_document=ReturnDocument.BEFORE,
             )
         except DuplicateKeyError:
             return False  # held by someone else, and not expired
+        self.token = int((doc or {}).get("token") or 0) + 1
         if doc is not None and doc.get("owner") not in (None, self.owner):
             logger.warning(
                 "insightdb: {}: took over the migration lock of {} (expired at {})",
@@ -99,6 +121,7 @@ class MigrationLock:
                 doc.get("expires_at"),
             )
         self.lost = False
+        self._renewed_at = time.monotonic()
         return True
 
     async def acquire(self, wait_s: float = 0.0) -> None:
@@ -122,19 +145,71 @@ class MigrationLock:
                 announced = True
             await asyncio.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0.01)))
 
-    async def renew(self) -> bool:
-        """Push ``expires_at`` forward; ``False`` (and :attr:`lost`) if it is not ours."""
-        expires = datetime.now(UTC) + timedelta(seconds=self.ttl_s)
+    async def renew(self, session: AsyncClientSession | None = None) -> bool:
+        """Push ``expires_at`` forward if the lock is still ours (same owner and token).
+
+        Returns:
+            ``False`` (and :attr:`lost` set) when it was taken over.
+        """
+        if self.lost or self.token is None:
+            return False
+        now = datetime.now(UTC)
         result = await self._collection.update_one(
-            {"_id": _LOCK_ID, "owner": self.owner}, {"$set": {"expires_at": expires}}
+            {"_id": _LOCK_ID, "owner": self.owner, "token": self.token},
+            {"$set": {"expires_at": now + timedelta(seconds=self.ttl_s), "renewed_at": now}},
+            session=session,
         )
         if result.matched_count == 0:
             self.lost = True
-        return not self.lost
+            return False
+        if session is None:
+            self._renewed_at = time.monotonic()
+        return True
+
+    async def fence(self, session: AsyncClientSession | None = None) -> None:
+        """Renew the lease right before a write, or stop: the write happens under our token.
+
+        Inside a transaction (``session`` in one) the renewal commits with the write, so
+        a takeover racing the write aborts one of the two.
+
+        Raises:
+            MigrationLockError: The lock was taken over (a newer token holds it).
+        """
+        if not await self.renew(session):
+            raise MigrationLockError(self.lost_message())
+
+    def renewed(self) -> None:
+        """Note that a fenced transaction committed (its renewal is now in effect)."""
+        self._renewed_at = time.monotonic()
+
+    async def verify(self) -> bool:
+        """Read the lock and tell whether it is still ours (sets :attr:`lost` if not)."""
+        doc = await self._collection.find_one({"_id": _LOCK_ID})
+        ours = doc is not None and doc.get("owner") == self.owner and doc.get("token") == self.token
+        if not ours:
+            self.lost = True
+        return ours
 
     async def release(self) -> None:
-        """Give the lock back (only if it is still ours)."""
-        await self._collection.delete_one({"_id": _LOCK_ID, "owner": self.owner})
+        """Give the lock back (only if it is still ours); the document and token stay."""
+        if self.token is None:
+            return
+        await self._collection.update_one(
+            {"_id": _LOCK_ID, "owner": self.owner, "token": self.token},
+            {"$set": {"owner": None, "expires_at": datetime.now(UTC)}},
+        )
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Keep the background renewal quiet for a block (a batch transaction fences itself).
+
+        A write of the renewal would make the embedded server abort the open transaction.
+        """
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
 
     @asynccontextmanager
     async def held(self, wait_s: float = 0.0) -> AsyncIterator[MigrationLock]:
@@ -154,28 +229,37 @@ class MigrationLock:
             await asyncio.shield(self.release())
 
     def check(self) -> None:
-        """Raise when the lock was lost (expired and taken over) while running.
+        """Raise when the lock is known to be lost (no round trip; :meth:`fence` makes one).
 
         Raises:
             MigrationLockError: Another process took the lock over.
         """
         if self.lost:
-            raise MigrationLockError(
-                f"{self.label}: the migration lock expired and was taken over while running; "
-                "stopped before the next batch (raise the lock TTL if the server is slow)"
-            )
+            raise MigrationLockError(self.lost_message())
+
+    def lost_message(self) -> str:
+        """The one-line message of a lost lock."""
+        return (
+            f"{self.label}: the migration lock expired and was taken over by another run "
+            f"(our fencing token {self.token} is stale); stopped before the next write "
+            "(raise --lock-ttl if a step blocks the event loop or the server is slow)"
+        )
 
     async def _renew_forever(self) -> None:
         interval = self.ttl_s / 3
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval / 2)
+            if self._busy or time.monotonic() - self._renewed_at < interval:
+                continue  # a batch is in flight, or its fence renewed the lease recently
             try:
                 if not await self.renew():
                     logger.error("insightdb: {}: lost the migration lock", self.label)
                     return
             except Exception as exc:  # a transient error: the next renewal may succeed
                 logger.warning(
-                    "insightdb: {}: could not renew the migration lock: {}", self.label, exc
+                    "insightdb: {}: could not renew the migration lock: {}",
+                    self.label,
+                    masked_first_line(exc),
                 )
 
     async def _describe_holder(self) -> str:

@@ -4,13 +4,19 @@ The log is the collection ``insightdb_migrations`` in the migrated database itse
 document per revision (``_id`` is the revision id)::
 
     {_id, message, checksum, status: "running" | "applied" | "failed", started_at,
-     ended_at, documents, checkpoints: {step: {after, documents, done}}, error, owner,
-     stamped}
+     ended_at, documents, checkpoints: {step: {after, documents, done, collection,
+     marked}}, error, owner, stamped, fence}
 
 ``checkpoints`` is what makes a rerun resume: each batch helper records the last ``_id``
 it finished, so a failed or interrupted revision restarts after it. A revision that is
-undone (``migrate down``) loses its document. Errors are stored as one line; document
-values are never stored.
+undone (``migrate down``) loses its document. Errors are stored as one line without
+document values (:func:`insightdb.migrations.errors.describe_error`).
+
+``fence`` is the fencing token of the lock holder that last wrote the entry. A log bound
+to a token (:meth:`MigrationLog.fenced`) writes only where ``fence`` is not newer than
+its own, and stores its own: once a newer holder has touched an entry, a stale runner's
+checkpoint or status write matches nothing and raises
+:class:`~insightdb.exceptions.MigrationLockError`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from typing import Any, Literal
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from insightdb.exceptions import MigrationLockError
 
 __all__ = ["LOG_COLLECTION", "Checkpoint", "LogEntry", "MigrationLog"]
 
@@ -37,11 +46,36 @@ class Checkpoint:
         after: The last ``_id`` whose batch was written (``None`` before the first).
         documents: Documents written by the step so far.
         done: Whether the step finished.
+        collection: The collection the step writes (for cleaning its markers).
+        marked: Whether the step's writes carry per-document idempotence markers.
     """
 
     after: Any = None
     documents: int = 0
     done: bool = False
+    collection: str | None = None
+    marked: bool = False
+
+    def to_document(self) -> dict[str, Any]:
+        """Return the stored form."""
+        return {
+            "after": self.after,
+            "documents": self.documents,
+            "done": self.done,
+            "collection": self.collection,
+            "marked": self.marked,
+        }
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> Checkpoint:
+        """Build a checkpoint from its stored form."""
+        return cls(
+            doc.get("after"),
+            int(doc.get("documents", 0)),
+            bool(doc.get("done")),
+            doc.get("collection"),
+            bool(doc.get("marked")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +106,7 @@ class LogEntry:
             started_at=doc.get("started_at"),
             ended_at=doc.get("ended_at"),
             documents=int(doc.get("documents", 0)),
-            checkpoints={
-                key: Checkpoint(p.get("after"), int(p.get("documents", 0)), bool(p.get("done")))
-                for key, p in raw_points.items()
-            },
+            checkpoints={key: Checkpoint.from_document(p) for key, p in raw_points.items()},
             error=doc.get("error"),
             owner=doc.get("owner", ""),
             stamped=bool(doc.get("stamped", False)),
@@ -87,10 +118,22 @@ class MigrationLog:
 
     Args:
         database: The migrated database.
+        fence: The fencing token of the lock this log writes under (``None``: unfenced,
+            for reads).
+        label: How errors name it (the group).
     """
 
-    def __init__(self, database: AsyncDatabase[Any]) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Any], *, fence: int | None = None, label: str = ""
+    ) -> None:
+        self._database = database
         self._collection = database[LOG_COLLECTION]
+        self.fence = fence
+        self.label = label or database.name
+
+    def fenced(self, token: int | None) -> MigrationLog:
+        """Return this log bound to a lock's fencing token."""
+        return MigrationLog(self._database, fence=token, label=self.label)
 
     async def entries(self) -> dict[str, LogEntry]:
         """Return every entry by revision id (reading does not create the collection)."""
@@ -105,8 +148,8 @@ class MigrationLog:
             The entry as it now stands (with any checkpoints to resume from).
         """
         now = datetime.now(UTC)
-        await self._collection.update_one(
-            {"_id": revision},
+        await self._write(
+            revision,
             {
                 "$set": {
                     "status": "running",
@@ -143,76 +186,109 @@ class MigrationLog:
             point: Where the step now stands.
             written: Documents written by this batch, added to the revision's total.
             session: The session of the batch's transaction.
+
+        Raises:
+            MigrationLockError: A newer lock holder has written the entry.
         """
-        await self._collection.update_one(
-            {"_id": revision},
-            {
-                "$set": {
-                    f"checkpoints.{step}": {
-                        "after": point.after,
-                        "documents": point.documents,
-                        "done": point.done,
-                    }
-                },
-                "$inc": {"documents": written},
-            },
+        await self._write(
+            revision,
+            {"$set": {f"checkpoints.{step}": point.to_document()}, "$inc": {"documents": written}},
             session=session,
         )
 
     async def finish(self, revision: str) -> None:
         """Mark a revision as applied and drop its checkpoints."""
-        await self._collection.update_one(
-            {"_id": revision},
+        await self._write(
+            revision,
             {
                 "$set": {"status": "applied", "ended_at": datetime.now(UTC), "error": None},
                 "$unset": {"checkpoints": ""},
             },
         )
 
-    async def fail(self, revision: str, error: str, *, keep_status: bool = False) -> None:
+    async def fail(self, revision: str, error: str, *, keep_status: bool = False) -> bool:
         """Record an error; the status becomes ``failed`` unless ``keep_status``.
 
         ``keep_status`` serves a failed downgrade: the revision is still applied.
+
+        Returns:
+            ``False`` when a newer lock holder owns the entry (nothing was written).
         """
         update: dict[str, Any] = {"error": error, "ended_at": datetime.now(UTC)}
         if not keep_status:
             update["status"] = "failed"
-        await self._collection.update_one({"_id": revision}, {"$set": update})
+        try:
+            await self._write(revision, {"$set": update})
+        except MigrationLockError:
+            return False
+        return True
 
     async def begin_downgrade(self, revision: str, *, owner: str) -> LogEntry | None:
         """Note who is undoing a revision; keeps the checkpoints of an earlier attempt."""
-        await self._collection.update_one(
-            {"_id": revision}, {"$set": {"owner": owner, "error": None}}
-        )
+        await self._write(revision, {"$set": {"owner": owner, "error": None}})
         doc = await self._collection.find_one({"_id": revision})
         return LogEntry.from_document(doc) if doc is not None else None
 
     async def remove(self, revision: str) -> None:
         """Forget a revision (it was undone)."""
-        await self._collection.delete_one({"_id": revision})
+        await self._collection.delete_one(self._guard({"_id": revision}))
 
     async def stamp(self, revision: str, *, checksum: str, message: str, owner: str) -> None:
         """Record a revision as applied without running it."""
         now = datetime.now(UTC)
-        await self._collection.replace_one(
-            {"_id": revision},
-            {
-                "status": "applied",
-                "checksum": checksum,
-                "message": message,
-                "owner": owner,
-                "started_at": now,
-                "ended_at": now,
-                "documents": 0,
-                "error": None,
-                "stamped": True,
-            },
-            upsert=True,
-        )
+        fields: dict[str, Any] = {
+            "status": "applied",
+            "checksum": checksum,
+            "message": message,
+            "owner": owner,
+            "started_at": now,
+            "ended_at": now,
+            "documents": 0,
+            "error": None,
+            "stamped": True,
+        }
+        if self.fence is not None:
+            fields["fence"] = self.fence
+        try:
+            await self._collection.replace_one(self._guard({"_id": revision}), fields, upsert=True)
+        except DuplicateKeyError as exc:
+            raise MigrationLockError(self._stale(), driver_error=exc) from exc
 
     async def adopt_checksum(self, revision: str, checksum: str) -> None:
         """Accept a changed file (``--allow-changed``): store its new checksum."""
-        await self._collection.update_one(
-            {"_id": revision},
-            {"$set": {"checksum": checksum, "checksum_adopted_at": datetime.now(UTC)}},
+        await self._write(
+            revision, {"$set": {"checksum": checksum, "checksum_adopted_at": datetime.now(UTC)}}
+        )
+
+    # --- fencing ------------------------------------------------------------------------
+
+    def _guard(self, filter: dict[str, Any]) -> dict[str, Any]:
+        if self.fence is None:
+            return filter
+        return {**filter, "fence": {"$not": {"$gt": self.fence}}}
+
+    async def _write(
+        self,
+        revision: str,
+        update: dict[str, Any],
+        *,
+        upsert: bool = False,
+        session: AsyncClientSession | None = None,
+    ) -> None:
+        if self.fence is not None:
+            update = {**update, "$set": {**update.get("$set", {}), "fence": self.fence}}
+        try:
+            result = await self._collection.update_one(
+                self._guard({"_id": revision}), update, upsert=upsert, session=session
+            )
+        except DuplicateKeyError as exc:  # the upsert met an entry with a newer fence
+            raise MigrationLockError(self._stale(), driver_error=exc) from exc
+        missed = self.fence is not None and not result.matched_count and not result.upserted_id
+        if missed and await self._collection.count_documents({"_id": revision}, session=session):
+            raise MigrationLockError(self._stale())
+
+    def _stale(self) -> str:
+        return (
+            f"{self.label}: the migration log was written by a newer lock holder (our fencing "
+            f"token {self.fence} is stale): the lock was taken over; stopped before writing"
         )

@@ -5,24 +5,33 @@ files), a :class:`~insightdb.migrations.log.MigrationLog` and a
 :class:`~insightdb.migrations.lock.MigrationLock` on one database. Plans are computed
 after the lock is taken, so a second process that waited finds nothing left to do. A
 revision that raises is recorded ``failed`` (with its checkpoints) and the error is
-re-raised as one line; the lock is released either way, and the next run resumes it.
+re-raised as one line (no document values: :mod:`~insightdb.migrations.errors`); the
+lock is released either way, and the next run resumes it. Every write of a run is fenced
+by the lock's token (the log's writes through :meth:`MigrationLog.fenced`, the batches
+through :mod:`~insightdb.migrations.batching`). A revision runs each batch in a
+transaction when the server supports them (``use_transaction`` unset: probed; ``True``:
+required; ``False``: never) and otherwise with per-document idempotence markers, which
+the runner removes before recording the revision as applied (or undone).
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from loguru import logger
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from insightdb.exceptions import InsightDBError, MigrationError
+from insightdb.exceptions import MigrationError, MigrationLockError
+from insightdb.migrations.batching import MARKER_FIELD
 from insightdb.migrations.context import MigrationContext
 from insightdb.migrations.controllers import steps_of
+from insightdb.migrations.errors import describe_error
 from insightdb.migrations.graph import Revision
 from insightdb.migrations.lock import MigrationLock, default_owner
 from insightdb.migrations.log import LOG_COLLECTION, LogEntry, MigrationLog
@@ -135,11 +144,12 @@ class Runner:
             return self._result("up", self._upgrade_plan(entries, goal, allow_changed), dry_run)
         began = time.monotonic()
         async with self.lock().held(wait_s) as lock:
-            entries = await self.log.entries()
+            log = self.log.fenced(lock.token)
+            entries = await log.entries()
             plan = self._upgrade_plan(entries, goal, allow_changed)
             for revision, script in self._adopted(entries, allow_changed):
                 logger.warning("insightdb: {}: accepting changed file of {}", self.group, revision)
-                await self.log.adopt_checksum(revision, script.checksum)
+                await log.adopt_checksum(revision, script.checksum)
             documents = 0
             for rev in plan:
                 documents += await self._run(self.scripts.get(rev.revision), "up", lock)
@@ -168,7 +178,7 @@ class Runner:
 
         def plan_for(entries: dict[str, LogEntry]) -> list[Revision]:
             applied = {r for r, e in entries.items() if e.status == "applied"}
-            graph.check_applied(entries, database=f"the {self.group} database")
+            self._check_orphans(entries)
             return graph.downgrade_plan(applied, steps=steps, target=goal)
 
         if dry_run:
@@ -192,16 +202,17 @@ class Runner:
         graph = self.scripts.graph
         goal = graph.resolve(target)
         wanted = graph.ancestors(goal) if goal is not None else frozenset()
-        async with self.lock().held(wait_s):
-            entries = await self.log.entries()
+        async with self.lock().held(wait_s) as lock:
+            log = self.log.fenced(lock.token)
+            entries = await log.entries()
             for revision in sorted(set(entries) - wanted):
-                await self.log.remove(revision)
+                await log.remove(revision)
             stamped = []
             for rev in graph.ordered():
                 current = entries.get(rev.revision)
                 if rev.revision in wanted and (current is None or current.status != "applied"):
                     script = self.scripts.get(rev.revision)
-                    await self.log.stamp(
+                    await log.stamp(
                         rev.revision,
                         checksum=script.checksum,
                         message=rev.message,
@@ -216,7 +227,7 @@ class Runner:
         self, entries: dict[str, LogEntry], goal: str | None, allow_changed: bool
     ) -> list[Revision]:
         graph = self.scripts.graph
-        graph.check_applied(entries, database=f"the {self.group} database")
+        self._check_orphans(entries)
         changed = [r for r, _ in self._adopted(entries, True)]
         if changed and not allow_changed:
             raise MigrationError(
@@ -242,31 +253,47 @@ class Runner:
             and e.checksum != self.scripts.scripts[r].checksum
         ]  # fmt: skip
 
+    def _check_orphans(self, entries: dict[str, LogEntry]) -> None:
+        """Refuse to plan while the log records a revision that no file defines."""
+        graph = self.scripts.graph
+        unknown = sorted(set(entries) - set(graph.revisions))
+        if not unknown:
+            return
+        entry = entries[unknown[0]]
+        applied = [r for r, e in entries.items() if e.status == "applied"]
+        current = ", ".join(graph.current(applied)) or "base"
+        state = "applied" if entry.status == "applied" else f"{entry.status} (not applied)"
+        raise MigrationError(
+            f"the {self.group} database records revision {unknown[0]!r} as {state}, but "
+            f"{graph.label} has no file for it; restore the file, or forget it with "
+            f"`insightdb migrate stamp {current} --db {self.group}`"
+        )
+
     async def _run(self, script: Script, direction: str, lock: MigrationLock) -> int:
         module = script.load()
-        use_transaction = _wants_transaction(module, direction)
+        log = self.log.fenced(lock.token)
         async with self.client.start_session() as session:
-            if use_transaction:
-                await self._probe_transaction(script, session)
+            use_transaction = await self._transactions(module, script, direction, session)
             if direction == "up":
-                entry: LogEntry | None = await self.log.start(
+                entry: LogEntry | None = await log.start(
                     script.id, checksum=script.checksum, message=script.revision.message,
                     owner=self.owner,
                 )  # fmt: skip
             else:
-                entry = await self.log.begin_downgrade(script.id, owner=self.owner)
+                entry = await log.begin_downgrade(script.id, owner=self.owner)
             resumed = entry is not None and bool(entry.checkpoints)
             logger.info(
-                "insightdb: {}: {} {} {}{}",
+                "insightdb: {}: {} {} {}{} (batches {})",
                 self.group,
                 "applying" if direction == "up" else "undoing",
                 script.id,
                 script.revision.message,
                 " (resuming from its checkpoints)" if resumed else "",
+                "in transactions" if use_transaction else "with idempotence markers",
             )
             ctx = MigrationContext(
                 group=self.group, revision=script.id, direction=direction,
-                database=self.database, client=self.client, session=session, log=self.log,
+                database=self.database, client=self.client, session=session, log=log,
                 checkpoints=entry.checkpoints if entry is not None else None,
                 batch_size=getattr(module, "batch_size", self.options.batch_size),
                 server_batch_size=self.options.server_batch_size,
@@ -277,24 +304,14 @@ class Runner:
                 # A migration works across tenants by nature: say so, once per revision.
                 with unscoped(f"migration {self.group} {script.id} ({direction})"):
                     await _execute(module, script, direction, ctx)
+                    await self._clear_markers(ctx, lock)
                 lock.check()
             except BaseException as exc:  # cancelled and interrupted runs are recorded too
-                error = _one_line(exc)
-                if not lock.lost:  # else the log is the new lock holder's to write
-                    await self.log.fail(script.id, error, keep_status=direction == "down")
-                if not isinstance(exc, Exception):
-                    raise
-                kind = type(exc) if isinstance(exc, MigrationError) else MigrationError
-                raise kind(
-                    f"{self.group}: revision {script.id} ({script.revision.message}) failed "
-                    f"{'upgrading' if direction == 'up' else 'downgrading'}: {error}; "
-                    "recorded as failed; fix it and rerun to resume",
-                    driver_error=exc if isinstance(exc, PyMongoError) else None,
-                ) from exc
+                await self._failed(script, direction, exc, log, lock)
         if direction == "up":
-            await self.log.finish(script.id)
+            await log.finish(script.id)
         else:
-            await self.log.remove(script.id)
+            await log.remove(script.id)
         logger.info(
             "insightdb: {}: {} {} in {:.1f} s ({} documents written)",
             self.group,
@@ -305,17 +322,81 @@ class Runner:
         )
         return ctx.documents
 
-    async def _probe_transaction(self, script: Script, session: Any) -> None:
+    async def _failed(
+        self,
+        script: Script,
+        direction: str,
+        exc: BaseException,
+        log: MigrationLog,
+        lock: MigrationLock,
+    ) -> NoReturn:
+        """Record a failed revision (unless the lock was lost) and raise one line."""
+        error = describe_error(exc)
+        lost = lock.lost or isinstance(exc, MigrationLockError)
+        if not lost and isinstance(exc, Exception):
+            with suppress(PyMongoError):  # the server is away: record below, if it answers
+                lost = not await lock.verify()
+        if not lost:  # else the log is the new lock holder's to write
+            try:
+                lost = not await log.fail(script.id, error, keep_status=direction == "down")
+            except PyMongoError as write_error:
+                logger.warning(
+                    "insightdb: {}: could not record {} as failed: {}",
+                    self.group,
+                    script.id,
+                    describe_error(write_error),
+                )
+        if not isinstance(exc, Exception):
+            raise exc
+        if lost:
+            raise MigrationLockError(
+                f"{lock.lost_message()}; revision {script.id} was left to the new holder "
+                f"(last error: {error})",
+                driver_error=exc if isinstance(exc, PyMongoError) else None,
+            ) from exc
+        kind = type(exc) if isinstance(exc, MigrationError) else MigrationError
+        raise kind(
+            f"{self.group}: revision {script.id} ({script.revision.message}) failed "
+            f"{'upgrading' if direction == 'up' else 'downgrading'}: {error}; "
+            "recorded as failed; fix it and rerun to resume",
+            driver_error=exc if isinstance(exc, PyMongoError) else None,
+        ) from exc
+
+    async def _clear_markers(self, ctx: MigrationContext, lock: MigrationLock) -> None:
+        """Remove the idempotence markers of a finished revision (fenced; idempotent)."""
+        for name in sorted(ctx.marked_collections()):
+            await lock.fence()
+            await self.database[name].update_many(
+                {MARKER_FIELD: {"$exists": True}}, {"$unset": {MARKER_FIELD: ""}}
+            )
+
+    async def _transactions(
+        self, module: ModuleType, script: Script, direction: str, session: Any
+    ) -> bool:
+        """Decide whether this revision's batches run in transactions (probing the server)."""
+        wanted = _wants_transaction(module, direction)
+        if wanted is False:
+            return False
         try:
             async with await session.start_transaction():
                 await self.database[LOG_COLLECTION].find_one({}, session=session)
         except PyMongoError as exc:
+            if wanted is None:
+                logger.info(
+                    "insightdb: {}: the server runs no transactions ({}); batches of {} use "
+                    "idempotence markers",
+                    self.group,
+                    describe_error(exc),
+                    script.id,
+                )
+                return False
             raise MigrationError(
                 f"{self.group}: revision {script.id} asks for transactions (use_transaction = "
-                f"True) but the server refused one: {_one_line(exc)}; run it against a replica "
-                "set or remove use_transaction",
+                f"True) but the server refused one: {describe_error(exc)}; run it against a "
+                "replica set or remove use_transaction",
                 driver_error=exc,
             ) from exc
+        return True
 
     def _result(
         self,
@@ -328,9 +409,11 @@ class Runner:
         return RunResult(self.group, direction, tuple(plan), dry_run, documents, seconds)
 
 
-def _wants_transaction(module: ModuleType, direction: str) -> bool:
+def _wants_transaction(module: ModuleType, direction: str) -> bool | None:
+    """``True`` (required), ``False`` (never) or ``None`` (when the server supports them)."""
     cls = getattr(module, "Forward" if direction == "up" else "Backward", None)
-    return bool(getattr(cls, "use_transaction", getattr(module, "use_transaction", False)))
+    wanted = getattr(cls, "use_transaction", getattr(module, "use_transaction", None))
+    return None if wanted is None else bool(wanted)
 
 
 def _downgrade_of(script: Script) -> ModuleType:
@@ -357,12 +440,3 @@ async def _execute(
     if not callable(function):
         raise MigrationError(f"{script.path.name}: no {direction} function")
     await function(ctx)
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, InsightDBError):
-        text = exc.message
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines)[:500] or type(exc).__name__

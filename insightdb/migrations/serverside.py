@@ -20,11 +20,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReplaceOne, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
 from insightdb.exceptions import MigrationError
+from insightdb.migrations.batching import commit_batch, mark_update
 from insightdb.migrations.context import after_id
+from insightdb.migrations.errors import describe_error
 
 if TYPE_CHECKING:
     from insightdb.migrations.context import MigrationContext, _Step
@@ -69,27 +72,28 @@ async def update_with_pipeline(
     if step.point.done:
         return 0
     reporter = ctx.reporter(collection, await coll.count_documents(after_id(filter, None)))
+    marked = _marked_pipeline(ctx, step, pipeline)
     modified = 0
+    matched = [0]
+
+    async def write(session: AsyncClientSession | None) -> int:
+        update = _pipeline_update if ctx.server_side.get("pipeline_update", True) else None
+        run = update or _pipeline_in_batches
+        matched[0], written = await run(ctx, coll, ctx.unmarked(step, scope), marked, session)
+        return written
+
     try:
         while True:
             ctx.check_lock()
             scope, end = await _next_range(coll, filter, step, batch_size)
-            async with ctx.batch_scope():
-                if ctx.server_side.get("pipeline_update", True):
-                    try:
-                        done, written = await _pipeline_update(ctx, coll, scope, pipeline)
-                    except OperationFailure as exc:
-                        if not is_unsupported(exc):
-                            raise
-                        _fall_back(ctx, "pipeline_update", "updates with a pipeline", exc)
-                        done, written = await _pipeline_in_batches(ctx, coll, scope, pipeline)
-                else:
-                    done, written = await _pipeline_in_batches(ctx, coll, scope, pipeline)
-                modified += written
-                await step.record(
-                    end, written, done=end is None, in_transaction=ctx.use_transaction
-                )
-            reporter.advance(done)
+            try:
+                modified += await commit_batch(ctx, step, write, end, done=end is None)
+            except OperationFailure as exc:
+                if not is_unsupported(exc) or not ctx.server_side.get("pipeline_update", True):
+                    raise
+                _fall_back(ctx, "pipeline_update", "updates with a pipeline", exc)
+                modified += await commit_batch(ctx, step, write, end, done=end is None)
+            reporter.advance(matched[0])
             if end is None:
                 return modified
     finally:
@@ -128,7 +132,7 @@ async def merge_into(
         The number of source documents processed.
     """
     coll = ctx.database[source]
-    step = ctx.step(source, key)
+    step = ctx.step(source, key, markable=False)
     if step.point.done:
         return 0
     merge = {"into": target, "on": on, "whenMatched": when_matched}
@@ -142,19 +146,24 @@ async def merge_into(
             count = batch_size if end is not None and batch_size else None
             if count is None:
                 count = await coll.count_documents(scope)
-            if ctx.server_side.get("merge", True):
-                try:
-                    cursor = await coll.aggregate([{"$match": scope}, *pipeline, {"$merge": merge}])
-                    await cursor.to_list()
-                except OperationFailure as exc:
-                    if not is_unsupported(exc):
-                        raise
-                    _fall_back(ctx, "merge", "$merge", exc)
-                    await _merge_in_batches(ctx, coll, scope, pipeline, target, merge)
-            else:
+
+            async def write(
+                session: AsyncClientSession | None, scope: Any = scope, count: int = count
+            ) -> int:
+                if ctx.server_side.get("merge", True):
+                    try:
+                        stages = [{"$match": scope}, *pipeline, {"$merge": merge}]
+                        await (await coll.aggregate(stages)).to_list()
+                        return count
+                    except OperationFailure as exc:
+                        if not is_unsupported(exc):
+                            raise
+                        _fall_back(ctx, "merge", "$merge", exc)
                 await _merge_in_batches(ctx, coll, scope, pipeline, target, merge)
+                return count
+
+            await commit_batch(ctx, step, write, end, done=end is None, transactional=False)
             processed += count
-            await step.record(end, count, done=end is None)
             reporter.advance(count)
             if end is None:
                 return processed
@@ -186,8 +195,18 @@ def _fall_back(ctx: MigrationContext, feature: str, what: str, exc: OperationFai
         ctx.group,
         ctx.revision,
         what,
-        str((exc.details or {}).get("errmsg", exc)).splitlines()[0],
+        describe_error(exc),
     )
+
+
+def _marked_pipeline(
+    ctx: MigrationContext, step: _Step, pipeline: list[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The pipeline, plus the step's marker when its writes are not transactional."""
+    token = ctx.lock.token if ctx.lock is not None else None
+    if not step.marked or token is None:
+        return list(pipeline)
+    return list(mark_update(list(pipeline), step.marker, token))
 
 
 async def _pipeline_update(
@@ -195,8 +214,8 @@ async def _pipeline_update(
     coll: AsyncCollection[Any],
     scope: Mapping[str, Any],
     pipeline: list[Mapping[str, Any]],
+    session: AsyncClientSession | None,
 ) -> tuple[int, int]:
-    session = ctx.session if ctx.session.in_transaction else None
     result = await coll.update_many(dict(scope), list(pipeline), session=session)
     return result.matched_count, result.modified_count
 
@@ -206,15 +225,16 @@ async def _pipeline_in_batches(
     coll: AsyncCollection[Any],
     scope: Mapping[str, Any],
     pipeline: list[Mapping[str, Any]],
+    session: AsyncClientSession | None,
 ) -> tuple[int, int]:
-    session = ctx.session if ctx.session.in_transaction else None
     stages: list[Mapping[str, Any]] = [{"$match": scope}, {"$sort": {"_id": 1}}, *pipeline]
     seen = written = 0
     batch: list[ReplaceOne[Any]] = []
     async with await coll.aggregate(stages, batchSize=ctx.batch_size, session=session) as cursor:
         async for doc in cursor:
             seen += 1
-            batch.append(ReplaceOne({"_id": doc["_id"]}, doc))
+            # ``scope`` keeps the step's unmarked condition, so a replay skips written ones.
+            batch.append(ReplaceOne({"$and": [dict(scope), {"_id": doc["_id"]}]}, doc))
             if len(batch) >= ctx.batch_size:
                 written += (
                     await coll.bulk_write(batch, ordered=False, session=session)
