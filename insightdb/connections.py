@@ -17,8 +17,9 @@ from typing import Any
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.driver_info import DriverInfo
+from pymongo.errors import ConfigurationError as DriverConfigurationError
 from pymongo.read_preferences import make_read_preference, read_pref_mode_from_name
-from pymongo.uri_parser import parse_uri
+from pymongo.uri_parser import parse_uri, validate_options
 
 from insightdb._redact import mask_secrets, mask_uri, shorten, uri_secrets
 from insightdb.exceptions import ConfigurationError
@@ -216,8 +217,26 @@ def _refused_by_driver(
     except Exception as exc:  # whatever the driver refuses: one line naming the key
         named = key or _key_in(str(exc))
         reason = _driver_says(exc, uri, secrets)
+        unknown = _unknown_option(uri) if str(exc).startswith("Unknown option") else None
+        if unknown is not None:
+            reason = f"unknown URI option {shorten(unknown, 40)!r} (not one of the driver's)"
         suffix = " with the configured driver options" if key and options else ""
         raise ConfigurationError(f"{named}: refused by the driver{suffix}: {reason}") from None
+
+
+def _unknown_option(uri: str) -> str | None:
+    """Return the first query option of ``uri`` that the driver does not know."""
+    query = uri.partition("?")[2]
+    for pair in query.split("&"):
+        name = pair.partition("=")[0]
+        try:
+            validate_options({name: "0"}, warn=False)
+        except DriverConfigurationError as exc:
+            if str(exc).startswith("Unknown option"):
+                return name
+        except Exception:  # a known option whose dummy value is refused
+            continue
+    return None
 
 
 def _key_in(message: str) -> str:

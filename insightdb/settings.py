@@ -192,12 +192,13 @@ class DatabaseSettings(_Section):
             raise ValueError("must not be empty")
         if value.lower() in _FORBIDDEN_DB_NAMES:
             raise ValueError(
-                f"{value!r} is reserved by MongoDB (admin, config and local are refused: "
-                "they can't take part in transactions)"
+                f"{shorten(value, 60)!r} is reserved by MongoDB (admin, config and local are "
+                "refused: they can't take part in transactions)"
             )
         if any(ch in _DB_NAME_BAD_CHARS for ch in value) or len(value.encode()) > 63:
             raise ValueError(
-                f'{value!r} is not a valid database name (at most 63 bytes, none of /\\. "$*<>:|?)'
+                f"{shorten(value, 60)!r} is not a valid database name"
+                f' (at most 63 bytes, none of /\\. "$*<>:|?)'
             )
         return value
 

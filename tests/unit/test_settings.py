@@ -173,7 +173,9 @@ def test_bad_uri_scheme_never_echoes_the_value(clean_env: Path) -> None:
 
 def test_toml_syntax_error_names_the_file(clean_env: Path) -> None:
     _write(clean_env / "settings.toml", "[default\nbroken = ")
-    with pytest.raises(ConfigurationError, match=r"^settings\.toml: not valid TOML: .*line 1") as info:
+    with pytest.raises(
+        ConfigurationError, match=r"^settings\.toml: not valid TOML: .*line 1"
+    ) as info:
         get_settings()
     assert "\n" not in str(info.value)
     _write(clean_env / "settings.toml", "[default]\n")
