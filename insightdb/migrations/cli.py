@@ -197,7 +197,9 @@ def check_cmd(ctx: typer.Context, db: DbOption = DbChoice.all) -> None:
             typer.echo(f"{state.group}: up to date")
             continue
         pending = ", ".join(r.revision.revision for r in state.pending)
-        orphans = f"; unknown applied revisions: {', '.join(state.orphans)}" * bool(state.orphans)
+        orphans = "; revisions without a file: " * bool(state.orphans) + ", ".join(
+            f"{o.revision.revision} ({o.state})" for o in state.orphans
+        )
         typer.echo(f"{state.group}: {len(state.pending)} pending ({pending}){orphans}")
     if not all(s.up_to_date for s in states):
         raise typer.Exit(1)
@@ -264,7 +266,12 @@ def _print_status(state: GroupStatus) -> None:
             extra += f"  error: {row.entry.error}"
         typer.echo(f"  {mark:<12} {row.revision.revision}  {row.revision.message}{extra}")
     for orphan in state.orphans:
-        typer.echo(f"  {'unknown':<12} {orphan}  applied in the database, but no file defines it")
+        where = "applied in the database" if orphan.state == "applied" else "not applied"
+        error = f"  error: {orphan.entry.error}" if orphan.entry and orphan.entry.error else ""
+        typer.echo(
+            f"  {orphan.state:<12} {orphan.revision.revision}  {orphan.revision.message}  "
+            f"({where}; its file was deleted){error}"
+        )
 
 
 migrate_app = typer.Typer(

@@ -64,7 +64,9 @@ class GroupStatus:
         heads: The head revision(s) of the files (more than one needs a merge).
         current: The newest applied revision(s).
         revisions: Every revision, oldest first.
-        orphans: Revisions the log records but no file defines.
+        orphans: Revisions the log records but no file defines, with their real state
+            (``applied``, ``failed``, ``running`` or ``interrupted``; a failed revision
+            whose file was deleted is not applied).
         lock_owner: Who holds the migration lock now, if anyone.
     """
 
@@ -73,7 +75,7 @@ class GroupStatus:
     heads: tuple[str, ...]
     current: tuple[str, ...]
     revisions: tuple[RevisionStatus, ...]
-    orphans: tuple[str, ...] = ()
+    orphans: tuple[RevisionStatus, ...] = ()
     lock_owner: str | None = None
 
     @property
@@ -101,7 +103,11 @@ class GroupStatus:
             "up_to_date": self.up_to_date,
             "pending": [r.revision.revision for r in self.pending],
             "changed": [r.revision.revision for r in self.changed],
-            "orphans": list(self.orphans),
+            "orphans": [
+                {"revision": o.revision.revision, "state": o.state, "error": o.entry.error}
+                for o in self.orphans
+                if o.entry is not None
+            ],
             "lock_owner": self.lock_owner,
             "revisions": [r.to_dict() for r in self.revisions],
         }
@@ -128,13 +134,7 @@ def build_status(
     rows: list[RevisionStatus] = []
     for rev in graph.ordered():
         entry = entries.get(rev.revision)
-        state: RevisionState
-        if entry is None:
-            state = "pending"
-        elif entry.status == "running":
-            state = "running" if live_owner and live_owner == entry.owner else "interrupted"
-        else:
-            state = entry.status
+        state = _state(entry, live_owner)
         changed = bool(
             entry is not None
             and entry.status == "applied"
@@ -149,9 +149,24 @@ def build_status(
         heads=graph.heads,
         current=graph.current(applied),
         revisions=tuple(rows),
-        orphans=tuple(sorted(set(entries) - set(graph.revisions))),
+        orphans=tuple(
+            RevisionStatus(
+                Revision(r, (), entries[r].message),
+                _state(entries[r], live_owner),
+                entry=entries[r],
+            )
+            for r in sorted(set(entries) - set(graph.revisions))
+        ),
         lock_owner=live_owner,
     )
+
+
+def _state(entry: LogEntry | None, live_owner: str | None) -> RevisionState:
+    if entry is None:
+        return "pending"
+    if entry.status == "running":
+        return "running" if live_owner and live_owner == entry.owner else "interrupted"
+    return entry.status
 
 
 def _live_owner(lock: dict[str, Any] | None) -> str | None:
