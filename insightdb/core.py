@@ -33,7 +33,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from insightdb._driver_errors import is_connectivity_error, unavailable
+from insightdb._driver_errors import is_connectivity_error, masked_first_line, unavailable
 from insightdb._redact import mask_uri
 from insightdb.breaker import CircuitBreaker
 from insightdb.collection import GuardedCollection, InFlight
@@ -42,10 +42,13 @@ from insightdb.documents import beanie_initialising, install_collection
 from insightdb.exceptions import ConfigurationError, InsightDBError
 from insightdb.guard import ClientGuard
 from insightdb.health import (
+    GroupHealth,
     HealthReport,
     PoolHealth,
     TopologyHealth,
     check_groups,
+    mark_down,
+    read_migrations,
     with_details,
 )
 from insightdb.monitoring import Alert, AlertHook, BreakerMetrics, MetricsSnapshot, Monitoring
@@ -183,31 +186,55 @@ class InsightDB:
     async def health(self, *, timeout_s: float = 2.0, migrations: bool = True) -> HealthReport:
         """Ping every group through its circuit breaker, each bounded by ``timeout_s``.
 
-        A group is ``down`` when its ping fails, times out or is rejected by an open
-        breaker, ``degraded`` when it answers slower than ``monitoring.latency_ms`` or
-        an alert is active on its servers. The report also carries each group's breaker
-        state, pool figures and topology, and the latest process sample.
+        Never raises for a server fault: a refused, reset or hung server (even one that
+        hangs right after answering the ping) makes its group ``down`` with a one-line
+        ``error``. A group is ``down`` when its breaker is open (read together with the
+        ping's outcome) or the server answers nobody; a ping that times out while the
+        client's other operations still get answers means overload, and the group is
+        ``degraded`` but ready, so that an overload never pulls every replica out of
+        the load balancer at once (docs/observability.md). ``degraded`` also means a
+        ping slower than ``monitoring.latency_ms`` or an alert active on its servers.
+        The report also carries each group's breaker state, pool figures and topology,
+        and the latest process sample.
 
         Args:
             timeout_s: The bound of each group's check, in seconds.
             migrations: Also report the revisions not yet applied per group (read from
-                ``migrations_dir`` and each database's log, within ``timeout_s``).
+                ``migrations_dir`` and each database's log, within ``timeout_s``); a
+                group whose log the server won't serve is ``down`` too.
+
+        Raises:
+            InsightDBError: The runtime is not started (or is closing).
         """
-        report = await self._health(timeout_s)
+        try:
+            report = await self._health(timeout_s)
+        except (PyMongoError, TimeoutError) as exc:  # belt and braces: never a raw fault
+            line = f"{type(exc).__name__}: {masked_first_line(exc) or 'no answer'}"[:300]
+            down = {
+                g: GroupHealth(g, self._settings.database(g).name, "down", error=line)
+                for g in GROUPS
+            }
+            report = HealthReport(status="down", groups=down)
         if migrations and report.status != "down":
-            report = replace(report, migrations=await self._pending(timeout_s))
+            found, unread = await self._pending(timeout_s)
+            report = mark_down(replace(report, migrations=found), unread)
         return report
 
-    async def _pending(self, timeout_s: float) -> dict[str, Any]:
+    async def _pending(self, timeout_s: float) -> tuple[dict[str, Any], dict[str, str]]:
         from insightdb.migrations import pending_migrations
 
-        try:
-            async with asyncio.timeout(timeout_s):
-                return {"pending": await pending_migrations(self)}
-        except TimeoutError:
-            return {"error": f"not read within {timeout_s:g}s"}
-        except InsightDBError as exc:
-            return {"error": exc.message}
+        async def read(group: str) -> list[str]:
+            return (await pending_migrations(self, groups=[group]))[group]
+
+        return await read_migrations(
+            read, GROUPS, guards=self._guards, timeout_s=timeout_s, recent_s=self._recent_s()
+        )
+
+    def _recent_s(self) -> float:
+        # An answer to the application within one operation deadline shows a server
+        # that is alive, so a health check that timed out meanwhile means overload.
+        timeouts = self._settings.timeouts
+        return (timeouts.operation_ms or timeouts.server_selection_ms) / 1000
 
     async def _health(self, timeout_s: float) -> HealthReport:
         handler = self._require_handler()
@@ -215,7 +242,11 @@ class InsightDB:
         targets = {g: (clients[g], self._settings.database(g).name) for g in GROUPS}
         threshold_ms = self._settings.monitoring.latency_ms
         report = await check_groups(
-            targets, timeout_s=timeout_s, guards=self._guards, latency_threshold_ms=threshold_ms
+            targets,
+            timeout_s=timeout_s,
+            guards=self._guards,
+            latency_threshold_ms=threshold_ms,
+            recent_s=self._recent_s(),
         )
         monitoring = self._monitoring
         if monitoring is None:

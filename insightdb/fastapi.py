@@ -12,7 +12,7 @@ Importing this module needs FastAPI (``pip install "insightdb[fastapi]"``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, get_args
 
@@ -143,6 +143,15 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
     its report (:meth:`~insightdb.HealthReport.to_dict`) with 200 when it is ready and
     503 when not — a group down, or its circuit breaker open — or 503
     ``{"status": "down", "error": "insightdb is not started"}`` (also while shutting down).
+    It never answers 500 for a database fault, whatever the server does.
+
+    Readiness follows :meth:`InsightDB.health`'s rule: a server that answers nobody, or
+    an open breaker, is not ready; an overloaded one (the check timed out while other
+    operations got answers) is ``degraded`` and still ready, so that an overload does not
+    take every replica out of the load balancer at once. Under
+    ``lifespan(migrations="check")`` pending revisions make it 503 as well; a migration
+    log that could not be read because of overload leaves readiness as it is (this
+    replica started with none pending, and only an operator's downgrade adds some).
 
     Args:
         prefix: The path prefix of both probes.
@@ -179,9 +188,8 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
         body = report.to_dict()
         ready = report.ready
         if check and ready:
-            # Another deployment may have added revisions since this one started.
-            found = report.migrations or {}
-            ready = "pending" in found and not any(found["pending"].values())
+            # An operator's `migrate down` can make revisions pending again.
+            ready = _migrations_ready(report.migrations)
             body["ready"] = ready
         return _no_store(200 if ready else 503, body)
 
@@ -269,6 +277,16 @@ def tenant_dependency(
             yield tenant
 
     return resolve_tenant
+
+
+def _migrations_ready(found: Mapping[str, Any] | None) -> bool:
+    """No revision pending, and every group's log read (or unread only for overload)."""
+    if found is None or "pending" not in found:
+        return False
+    unread: Mapping[str, str] = found.get("unread") or {}
+    if any(fault != "overloaded" for fault in unread.values()):
+        return False
+    return not any(found["pending"].values())
 
 
 def _check_migrations_mode(migrations: str) -> None:

@@ -21,9 +21,9 @@ The guard turns that into :class:`~insightdb.breaker.CircuitBreaker` calls:
   refuses every new operation with :class:`~insightdb.exceptions.DatabaseUnavailable`
   ("shutting down"), so a graceful shutdown waits only for the operations already running.
 
-It also counts the answers the server gave (:attr:`ClientGuard.answers`): a health check
-whose ping timed out reads it to tell an overloaded server (still answering others) from
-a silent one.
+It also notes when the server last answered one of the application's operations
+(:attr:`ClientGuard.last_answer_at`): a health check whose ping timed out reads it to
+tell an overloaded server (still answering others) from a silent one.
 
 It retries nothing: the driver has already retried what it could. State changes are
 logged (loguru, ``insightdb`` logger) and counted in the breaker's statistics.
@@ -32,6 +32,7 @@ logged (loguru, ``insightdb`` logger) and counted in the breaker's statistics.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -93,7 +94,7 @@ class ClientGuard:
         clock: The breaker's clock (monotonic seconds).
     """
 
-    __slots__ = ("_breaker", "_closing", "answers", "name", "server_version")
+    __slots__ = ("_breaker", "_clock", "_closing", "last_answer_at", "name", "server_version")
 
     def __init__(
         self,
@@ -105,9 +106,10 @@ class ClientGuard:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
-        self.answers = 0
-        """How many operations got an answer from the server (a success or an error it
-        sent back) since the guard was made."""
+        self._clock = clock
+        self.last_answer_at = -math.inf
+        """When (``clock`` seconds) an application operation last got an answer from the
+        server, a result or an error the server sent back (health checks don't count)."""
         self.server_version: str | None = None
         """The server version a health check last read (cached: it rarely changes)."""
         self._closing = False
@@ -176,6 +178,10 @@ class ClientGuard:
             abandoned_probes=stats.abandoned_probes,
         )
 
+    def clock(self) -> float:
+        """The guard's clock now (the time base of :attr:`last_answer_at`)."""
+        return self._clock()
+
     @property
     def closing(self) -> bool:
         """Whether the runtime is shutting down (new operations are refused)."""
@@ -210,9 +216,15 @@ class ClientGuard:
             detail = "half-open; a probe is in flight"
         raise CircuitOpenError(f"{self.name}: circuit breaker {detail} (rejected without trying)")
 
-    def succeeded(self) -> None:
-        """The operation got an answer from the server."""
-        self.answers += 1
+    def succeeded(self, *, application: bool = True) -> None:
+        """The operation got an answer from the server.
+
+        Args:
+            application: ``False`` for a health check's own ping, which must not count
+                as evidence that the server answers the application.
+        """
+        if application:
+            self.last_answer_at = self._clock()
         breaker = self._breaker
         breaker.record_success(None if breaker.closed else _owner())
 
@@ -226,10 +238,16 @@ class ClientGuard:
         if counts_as_failure(exc):
             self._breaker.record_failure(_owner())
         elif server_answered(exc):
-            self.answers += 1
+            self.last_answer_at = self._clock()
             self._breaker.record_success(_owner())
         else:
             self._breaker.release(_owner())
+
+    def abandon(self) -> None:
+        """The operation ended with an outcome that says nothing about the server's
+        health (a health ping that timed out under overload): count nothing, and free
+        the half-open probe slot if this caller held it."""
+        self._breaker.release(_owner())
 
     # -- logging ----------------------------------------------------------------------------
 

@@ -327,10 +327,22 @@ def test_guard_counts_a_server_error_of_the_probe_as_a_sign_of_life(clock: FakeC
     guard.failed(AutoReconnect("down"))
     clock.advance(1)
     guard.before()
-    answers = guard.answers
+    clock.advance(0.25)
     guard.failed(DuplicateKeyError("E11000 duplicate key"))
     assert guard.state is BreakerState.CLOSED
-    assert guard.answers == answers + 1
+    assert guard.last_answer_at == clock.now
+
+
+def test_guard_notes_when_the_application_last_got_an_answer(clock: FakeClock) -> None:
+    guard = ClientGuard("admin", clock=clock)
+    assert guard.last_answer_at == float("-inf")
+    guard.succeeded()
+    assert guard.last_answer_at == clock.now
+    clock.advance(5)
+    guard.succeeded(application=False)  # a health ping is no evidence for itself
+    guard.failed(AutoReconnect("x"))
+    guard.failed(InvalidDocument("x"))
+    assert guard.last_answer_at == clock.now - 5
 
 
 def test_a_closing_guard_refuses_new_work_with_database_unavailable(clock: FakeClock) -> None:
