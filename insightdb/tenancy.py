@@ -1,4 +1,4 @@
-"""The current tenant, held in context variables, and the ``TenantScoped`` mixin.
+"""The current tenant, held in a context variable, and the ``TenantScoped`` mixin.
 
 ``tenant_context("acme")`` sets the tenant for the code inside it (sync or async; nested
 blocks restore the outer tenant on exit); :func:`current_tenant` reads it. Because the
@@ -6,13 +6,24 @@ value lives in a :class:`contextvars.ContextVar`, concurrent asyncio tasks each 
 their own tenant. :func:`unscoped` is the only way to run a tenant-scoped operation with
 no tenant, and every use is logged with its reason.
 
+Each entry of a scope pushes a new frame onto a chain held in the context, and its exit
+looks for that very frame: exits are matched to their entries, never popped blindly. A
+scope left while a scope entered after it is still open (one kept open by an abandoned
+generator, typically), or left in a context it was not entered in, is a mismatched exit:
+it raises :class:`~insightdb.exceptions.TenantContextError` and fails closed — the
+context then has no tenant and is not unscoped until the enclosing scope that is still
+open exits, which restores what it replaced. ``docs/tenancy.md`` ("Scopes, generators
+and yield dependencies") gives the rule from the user's side.
+
 Enforcement happens where every Beanie operation reaches the driver (see
 :mod:`insightdb.collection`); this module only holds the state and validates ids.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import unicodedata
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -36,70 +47,176 @@ __all__ = [
 TENANT_FIELD = "tenant_id"
 MAX_TENANT_ID_LENGTH = 128
 
-_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "insightdb_tenant", default=None
-)
-_unscoped: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "insightdb_unscoped", default=None
-)
-# (tenant, unscoped reason, outer frame) to restore when the innermost scope exits.
-_Frame = tuple[str | None, str | None, "_Frame | None"]
-_saved: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
-    "insightdb_scope_frames", default=None
-)
+# -- tenant ids ------------------------------------------------------------------------
+
+# What each refused Unicode category is called in an error message.
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "a format character",  # bidi controls, zero-width characters, soft hyphen...
+    "Cs": "a surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+    "Zs": "whitespace",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+_PREVIEW_CHARS = 24
+
+
+def _preview(tenant_id: str) -> str:
+    # Escaped (no control or bidi character reaches a log line) and cut short.
+    shown = ascii(tenant_id[:_PREVIEW_CHARS])
+    return shown + "..." if len(tenant_id) > _PREVIEW_CHARS else shown
+
+
+def _refused_character(tenant_id: str) -> str | None:
+    for index, char in enumerate(tenant_id):
+        kind = _REFUSED_CATEGORIES.get(unicodedata.category(char))
+        if kind is not None:
+            name = unicodedata.name(char, "")
+            return f"{kind} U+{ord(char):04X}{' ' + name if name else ''} at index {index}"
+    return None
 
 
 def validate_tenant_id(tenant_id: object) -> str:
     """Return ``tenant_id`` if it is a usable tenant id, else raise.
 
-    A tenant id is a non-empty string of at most 128 characters without ``$``, ``.``
-    or NUL (they would turn into query operators or field paths).
+    A tenant id is a non-empty string of at most 128 characters, in Unicode NFC, without
+    ``$``, ``.`` or NUL (they would turn into query operators or field paths), and
+    without control, format (bidi, zero-width), surrogate, private-use or unassigned
+    characters, whitespace or separators (categories ``Cc``, ``Cf``, ``Cs``, ``Co``,
+    ``Cn``, ``Z*``): two ids that look the same are the same string. Slugs, UUIDs,
+    ObjectId hex strings and letters of any script are fine.
 
     Raises:
-        TenantContextError: The id is not acceptable; the message says why.
+        TenantContextError: The id is not acceptable; the one-line message says why
+            (and shows at most the first 24 characters of the id, escaped).
     """
     if not isinstance(tenant_id, str):
         raise TenantContextError(f"tenant id must be a string, got {type(tenant_id).__name__}")
-    if not tenant_id or not tenant_id.strip():
-        raise TenantContextError("tenant id must not be empty")
+    if not tenant_id or tenant_id.isspace():
+        raise TenantContextError("tenant id must not be empty or only whitespace")
     if len(tenant_id) > MAX_TENANT_ID_LENGTH:
         raise TenantContextError(
-            f"tenant id is {len(tenant_id)} characters long; at most {MAX_TENANT_ID_LENGTH}"
+            f"tenant id {_preview(tenant_id)} is {len(tenant_id)} characters long;"
+            f" at most {MAX_TENANT_ID_LENGTH}"
         )
     for bad, name in (("$", "'$'"), (".", "'.'"), ("\x00", "NUL")):
         if bad in tenant_id:
-            raise TenantContextError(f"tenant id must not contain {name}")
+            raise TenantContextError(f"tenant id {_preview(tenant_id)} must not contain {name}")
+    # The common case, kept cheap: ASCII is NFC, and its only refused characters are the
+    # controls and the space.
+    if tenant_id.isascii() and tenant_id.isprintable() and " " not in tenant_id:
+        return tenant_id
+    problem = _refused_character(tenant_id)
+    if problem is not None:
+        raise TenantContextError(f"tenant id {_preview(tenant_id)} contains {problem}")
+    if not unicodedata.is_normalized("NFC", tenant_id):
+        raise TenantContextError(
+            f"tenant id {_preview(tenant_id)} is not NFC-normalised;"
+            " pass unicodedata.normalize('NFC', tenant_id)"
+        )
     return tenant_id
+
+
+# -- the scope chain -------------------------------------------------------------------
+
+
+class _Frame:
+    """One entry of a scope: the state it sets and the frame it replaced.
+
+    Frames are not changed once pushed, except ``discarded``: set when a mismatched exit
+    drops an entry that was still open, so that entry's own late exit (from a generator
+    closed afterwards) changes nothing. ``owner`` is ``None`` for the root and for a
+    *seal*, the neutral frame a mismatched exit leaves behind.
+    """
+
+    __slots__ = ("discarded", "owner", "parent", "reason", "tenant")
+
+    def __init__(
+        self,
+        tenant: str | None,
+        reason: str | None,
+        parent: _Frame | None,
+        owner: _Scope | None,
+    ) -> None:
+        self.tenant = tenant
+        self.reason = reason
+        self.parent = parent
+        self.owner = owner
+        self.discarded = False
+
+
+_ROOT = _Frame(None, None, None, None)
+_top: contextvars.ContextVar[_Frame] = contextvars.ContextVar("insightdb_scope", default=_ROOT)
+_get_top = _top.get
 
 
 def current_tenant() -> str | None:
     """Return the tenant of the current context, or ``None`` outside any tenant."""
-    return _tenant.get()
+    return _get_top().tenant
 
 
 def unscoped_reason() -> str | None:
     """Return the reason given to the enclosing :func:`unscoped` block, if any."""
-    return _unscoped.get()
+    return _get_top().reason
+
+
+def _seal(parent: _Frame) -> None:
+    # No tenant and not unscoped: every scoped operation is refused until a scope that
+    # is still open below ``parent`` exits and restores what it replaced.
+    _top.set(_Frame(None, None, parent, None))
+
+
+def _refuse(exc: BaseException | None, message: str) -> None:
+    if exc is not None and not isinstance(exc, Exception | GeneratorExit):
+        # Never replace a cancellation, KeyboardInterrupt or SystemExit: the state is
+        # already safe, so say what happened and let it propagate.
+        logger.error("insightdb: {}", message)
+        exc.add_note(f"insightdb: {message}")
+        return
+    raise TenantContextError(message)
+
+
+_OUT_OF_ORDER = (
+    "tenant scope exited while a scope entered after it is still open (a generator holding"
+    " a scope was abandoned, or closed, out of order); this context has no tenant until"
+    " the enclosing scope exits. Close such generators with contextlib.closing/aclosing"
+)
+_OTHER_CONTEXT = (
+    "tenant scope exited in a context it was not entered in (a sync yield dependency, or a"
+    " generator closed elsewhere?); this context has no tenant until its enclosing scope exits"
+)
+_EXTRA_EXIT = "tenant scope exited more often than it was entered"
 
 
 class _Scope:
     """Sets the tenant and the unscoped reason for a block; sync and async, re-entrant.
 
-    The values to restore on exit are kept in a context variable, not on the instance,
-    so one instance can be entered by several concurrent tasks (each task has its own
-    context) and nested in itself.
+    The state lives in the context, not on the instance, so one instance can be entered
+    by several concurrent tasks (each task has its own context) and nested in itself.
+    The instance only remembers its entries that have not exited yet, to tell a stale
+    exit from one in the wrong context.
     """
 
-    __slots__ = ()
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: list[_Frame] = []
 
     def _values(self) -> tuple[str | None, str | None]:
         raise NotImplementedError
 
     def _enter(self) -> None:
         tenant, reason = self._values()
-        _saved.set((_tenant.get(), _unscoped.get(), _saved.get()))
-        _tenant.set(tenant)
-        _unscoped.set(reason)
+        frame = _Frame(tenant, reason, _top.get(), self)
+        self._open.append(frame)
+        _top.set(frame)
+
+    def _forget(self, frame: _Frame) -> None:
+        # Already gone when a copy of the context (a child task) exited it first.
+        with contextlib.suppress(ValueError):
+            self._open.remove(frame)
 
     def __exit__(
         self,
@@ -107,13 +224,54 @@ class _Scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        saved = _saved.get()
-        if saved is None:
-            raise TenantContextError("tenant scope exited more often than it was entered")
-        tenant, reason, outer = saved
-        _tenant.set(tenant)
-        _unscoped.set(reason)
-        _saved.set(outer)
+        top = _top.get()
+        frame: _Frame | None = top
+        while frame is not None and frame.owner is not self:
+            frame = frame.parent
+        if frame is top and top.parent is not None:  # an owned frame always has a parent
+            _top.set(top.parent)
+            self._forget(top)
+            return
+        if frame is not None and frame is not top:
+            self._exit_below(top, frame, exc)
+            return
+        self._exit_elsewhere(top, exc)
+
+    def _exit_below(self, top: _Frame, frame: _Frame, exc: BaseException | None) -> None:
+        # Scopes entered after this one are still open in this context: abandoned in a
+        # suspended generator, or (if this exit comes from such a generator being closed)
+        # the caller's own. Drop them all; which of the two it is can't be told here, so
+        # unless only seals are dropped, fail closed rather than guess a tenant.
+        self._forget(frame)
+        live = False
+        above: _Frame | None = top
+        while above is not None and above is not frame:
+            if above.owner is not None:
+                above.discarded = True
+                live = True
+            above = above.parent
+        parent = frame.parent if frame.parent is not None else _ROOT
+        if not live:
+            _top.set(parent)
+            return
+        _seal(parent)
+        _refuse(exc, _OUT_OF_ORDER)
+
+    def _exit_elsewhere(self, top: _Frame, exc: BaseException | None) -> None:
+        if not self._open:
+            _seal(top)
+            _refuse(exc, _EXTRA_EXIT)
+            return
+        live = [frame for frame in self._open if not frame.discarded]
+        if not live:
+            # This entry was dropped by a mismatched exit, which already raised; its
+            # late exit (a generator closed after the consumer's scope ended) must not
+            # change the state of whatever context closes it.
+            self._open.pop()
+            return
+        self._forget(live[-1])
+        _seal(top)
+        _refuse(exc, _OTHER_CONTEXT)
 
     async def __aexit__(
         self,
@@ -146,6 +304,7 @@ class tenant_context(_Scope):
     __slots__ = ("_tenant_id",)
 
     def __init__(self, tenant_id: str) -> None:
+        super().__init__()
         self._tenant_id = validate_tenant_id(tenant_id)
 
     @property
@@ -183,6 +342,7 @@ class unscoped(_Scope):
     def __init__(self, reason: str) -> None:
         if not isinstance(reason, str) or not reason.strip():
             raise TenantContextError("unscoped() needs a reason, e.g. unscoped('nightly report')")
+        super().__init__()
         self._reason = reason.strip()
 
     def _values(self) -> tuple[str | None, str | None]:
@@ -199,7 +359,7 @@ class unscoped(_Scope):
 def _tenant_default() -> str:
     # A document built inside tenant_context belongs to that tenant; one built outside
     # gets "" and is stamped (or refused) when it is written.
-    return _tenant.get() or ""
+    return _get_top().tenant or ""
 
 
 class TenantScoped(BaseModel):

@@ -1,17 +1,29 @@
 """Unit tests of :mod:`insightdb.tenancy`: tenant ids, ``tenant_context`` and ``unscoped``.
 
-Pure and server-free: the tenant lives in context variables, so these tests check
-validation, nesting and restoring (also after exceptions), the logged escape hatch,
-and that concurrent asyncio tasks never see one another's tenant.
+Pure and server-free: the tenant lives in a context variable, so these tests check
+validation (the canonical form of tenant ids), nesting and restoring (also after
+exceptions), the logged escape hatch, that concurrent asyncio tasks never see one
+another's tenant, and that exits are matched to their entries: a scope abandoned in a
+suspended (sync or async) generator never changes the consumer's scope once the
+consumer's own scope ends, and a mismatched exit raises and fails closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import gc
 import random
-from collections.abc import Iterator
+import threading
+import unicodedata
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 
 import pytest
+from bson import ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from loguru import logger
 
 from insightdb import TenantContextError
@@ -97,6 +109,134 @@ def test_error_messages_say_why() -> None:
 )
 def test_valid_tenant_ids_are_returned_unchanged(good: str) -> None:
     assert validate_tenant_id(good) == good
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ("ac\u202eme", "format character U+202E RIGHT-TO-LEFT OVERRIDE at index 2"),
+        ("acme\u2066", "format character U+2066 LEFT-TO-RIGHT ISOLATE"),
+        ("ac\u200bme", "format character U+200B ZERO WIDTH SPACE"),
+        ("\ufeffacme", "format character U+FEFF"),
+        ("ac\u00adme", "format character U+00AD SOFT HYPHEN"),
+        ("a b", "whitespace U+0020 SPACE at index 1"),
+        ("acme ", "whitespace U+0020"),
+        ("a\u00a0b", "whitespace U+00A0 NO-BREAK SPACE"),
+        ("a\u3000b", "whitespace U+3000 IDEOGRAPHIC SPACE"),
+        ("a\u2028b", "line separator U+2028"),
+        ("a\u2029b", "paragraph separator U+2029"),
+        ("a\tb", "control character U+0009"),
+        ("acme\n", "control character U+000A"),
+        ("a\x7fb", "control character U+007F"),
+        ("a\x85b", "control character U+0085"),
+        ("a\ud800b", "surrogate U+D800"),
+        ("a\ue000b", "private-use character U+E000"),
+        ("a\U000f0000", "private-use character U+F0000"),
+        ("a\u0378b", "unassigned code point U+0378"),
+        ("a\U0010ffff", "unassigned code point U+10FFFF"),
+    ],
+)
+def test_unsafe_characters_are_refused_by_name(bad: str, problem: str) -> None:
+    with pytest.raises(TenantContextError) as caught:
+        validate_tenant_id(bad)
+    message = caught.value.message
+    assert problem in message
+    assert message.isascii(), "the message must be one safe line"
+    assert message.isprintable(), "the message must be one safe line"
+    with pytest.raises(TenantContextError):
+        tenant_context(bad)
+
+
+@pytest.mark.parametrize(
+    "not_nfc",
+    ["caf\u0065\u0301", "\u212bngstr\u00f6m", "\u1100\u1161-tenant", "n\u0303", "\u0041\u030a"],
+    ids=["e-combining-acute", "angstrom-sign", "hangul-jamo", "n-combining-tilde", "A-ring"],
+)
+def test_ids_not_in_nfc_are_refused(not_nfc: str) -> None:
+    assert not unicodedata.is_normalized("NFC", not_nfc)
+    with pytest.raises(TenantContextError, match="not NFC-normalised"):
+        validate_tenant_id(not_nfc)
+    assert validate_tenant_id(unicodedata.normalize("NFC", not_nfc))
+
+
+def test_messages_never_echo_a_long_id() -> None:
+    long_id = "secret-" + "x" * 500
+    for bad in (long_id, "a b" + "y" * 100, "\u202e" + "z" * 100):
+        with pytest.raises(TenantContextError) as caught:
+            validate_tenant_id(bad)
+        message = caught.value.message
+        assert len(message) < 200
+        assert "\n" not in message
+        for filler in "xyz":
+            assert filler * 30 not in message
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        "acme-corp",
+        "tenant_42",
+        str(uuid.uuid4()),
+        uuid.uuid4().hex,
+        str(ObjectId()),
+        "ÜBER-straße",
+        "東京-テナント",
+        "αθήνα",
+        "киев-1",
+        "café",
+        "mañana",
+        "x" * MAX_TENANT_ID_LENGTH,
+        "a:b/c@d+e=f",
+    ],
+)
+def test_ordinary_ids_are_accepted(good: str) -> None:
+    assert validate_tenant_id(good) == good
+    assert tenant_context(good).tenant_id == good
+
+
+_SAFE_CHARS = st.characters(
+    categories=["Lu", "Ll", "Lt", "Lo", "Nd", "Pd", "Pc"], exclude_characters="$."
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(_SAFE_CHARS, min_size=1, max_size=MAX_TENANT_ID_LENGTH))
+def test_letters_digits_dashes_in_nfc_are_accepted(text: str) -> None:
+    candidate = unicodedata.normalize("NFC", text)
+    if len(candidate) <= MAX_TENANT_ID_LENGTH:
+        assert validate_tenant_id(candidate) == candidate
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=MAX_TENANT_ID_LENGTH + 20))
+def test_every_string_is_either_canonical_or_refused_in_one_line(text: str) -> None:
+    try:
+        accepted = validate_tenant_id(text)
+    except TenantContextError as exc:
+        message = exc.message
+    else:
+        message = ""
+    if message:
+        assert "\n" not in message
+        assert len(message) < 300
+        return
+    assert accepted is text
+    assert 0 < len(text) <= MAX_TENANT_ID_LENGTH
+    assert unicodedata.is_normalized("NFC", text)
+    assert not set(text) & {"$", ".", "\x00"}
+    refused = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
+    assert not {unicodedata.category(char) for char in text} & refused
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(_SAFE_CHARS, min_size=0, max_size=20),
+    st.characters(categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"]),
+    st.text(_SAFE_CHARS, min_size=0, max_size=20),
+)
+def test_one_unsafe_character_anywhere_is_refused(before: str, bad: str, after: str) -> None:
+    with pytest.raises(TenantContextError):
+        validate_tenant_id(before + bad + after)
 
 
 def test_max_length_is_128() -> None:
@@ -329,3 +469,396 @@ async def test_one_tenant_context_object_shared_by_concurrent_tasks() -> None:
 
     results = await asyncio.gather(work(1), work(5), return_exceptions=True)
     assert list(results) == ["acme", "acme"]
+
+
+# -- generators: a scope left open in an abandoned generator ------------------------------
+
+
+def _state() -> tuple[str | None, str | None]:
+    return current_tenant(), unscoped_reason()
+
+
+def _unscoped_rows() -> Generator[int]:
+    with unscoped("generator report"):
+        yield 1
+        yield 2
+
+
+def _other_tenant_rows() -> Generator[int]:
+    with tenant_context("other"):
+        yield 1
+        yield 2
+
+
+async def _async_unscoped_rows() -> AsyncGenerator[int]:
+    async with unscoped("async generator report"):
+        yield 1
+        yield 2
+
+
+async def _async_other_tenant_rows() -> AsyncGenerator[int]:
+    async with tenant_context("other"):
+        yield 1
+        yield 2
+
+
+def test_sync_generator_closed_at_break_restores_the_consumer_at_once() -> None:
+    # CPython closes a generator as soon as the loop drops it, in the consumer's context.
+    with tenant_context("acme"):
+        for _ in _unscoped_rows():
+            break
+        assert _state() == ("acme", None)
+    assert _state() == (None, None)
+
+
+@pytest.mark.parametrize("rows", [_unscoped_rows, _other_tenant_rows])
+def test_abandoned_sync_generator_cannot_outlive_the_consumers_scope(
+    rows: Callable[[], Generator[int]],
+) -> None:
+    iterator = rows()
+
+    def consume() -> None:
+        with tenant_context("acme"):
+            for _ in iterator:
+                break  # the generator is kept alive, suspended with its scope open
+
+    with pytest.raises(TenantContextError, match="still open"):
+        consume()
+    assert _state() == (None, None)
+    with tenant_context("later"):
+        iterator.close()  # its late exit changes nothing
+        assert _state() == ("later", None)
+    assert _state() == (None, None)
+
+
+def test_abandoned_sync_generator_collected_later_changes_nothing() -> None:
+    alive = [_unscoped_rows()]
+    inside: list[tuple[str | None, str | None]] = []
+
+    def consume() -> None:
+        with tenant_context("acme"):
+            next(alive[0])
+            inside.append(_state())
+
+    with pytest.raises(TenantContextError):
+        consume()
+    assert inside == [(None, "generator report")]  # Python runs it in our context
+    with tenant_context("later"):
+        alive.clear()  # the last reference: CPython closes it here, in this context
+        gc.collect()
+        assert _state() == ("later", None)
+    assert _state() == (None, None)
+
+
+@pytest.mark.parametrize("rows", [_async_unscoped_rows, _async_other_tenant_rows])
+async def test_abandoned_async_generator_cannot_outlive_the_consumers_scope(
+    rows: Callable[[], AsyncGenerator[int]],
+) -> None:
+    async def consume() -> None:
+        async with tenant_context("acme"):
+            async for _ in rows():
+                break  # asyncio closes it later, in a task of its own
+
+    with pytest.raises(TenantContextError, match="still open"):
+        await consume()
+    assert _state() == (None, None)
+    async with tenant_context("later"):
+        for _ in range(5):  # let the event loop's finaliser run aclose()
+            await asyncio.sleep(0)
+        assert _state() == ("later", None)
+    assert _state() == (None, None)
+
+
+async def test_async_generator_closed_explicitly_after_the_consumers_scope() -> None:
+    rows = _async_unscoped_rows()
+    with pytest.raises(TenantContextError):
+        async with tenant_context("acme"):
+            assert await anext(rows) == 1
+    async with tenant_context("later"):
+        await rows.aclose()
+        assert _state() == ("later", None)
+    assert _state() == (None, None)
+
+
+async def test_aclosing_makes_abandoning_a_generator_clean() -> None:
+    async with tenant_context("acme"):
+        async with contextlib.aclosing(_async_unscoped_rows()) as rows:
+            async for _ in rows:
+                break
+        assert _state() == ("acme", None)
+    assert _state() == (None, None)
+
+
+def test_consumers_outer_scopes_fail_closed_until_they_exit() -> None:
+    iterator = _unscoped_rows()
+    with tenant_context("outer"):
+        with pytest.raises(TenantContextError), tenant_context("inner"):
+            next(iterator)
+        # Neither the generator's unscoped block nor a guessed tenant: nothing runs.
+        assert _state() == (None, None)
+        with tenant_context("again"):
+            assert _state() == ("again", None)
+        assert _state() == (None, None)
+    assert _state() == (None, None)
+    iterator.close()
+    assert _state() == (None, None)
+
+
+def test_generator_closed_while_the_consumer_is_in_a_later_scope() -> None:
+    # The generator's exit finds the consumer's later scope above its own frame: it
+    # can't know whose state is right, so it raises and leaves no tenant at all.
+    iterator = _other_tenant_rows()
+    with tenant_context("acme"):
+        next(iterator)
+        with tenant_context("b"):
+            with pytest.raises(TenantContextError, match="still open"):
+                iterator.close()
+            assert _state() == (None, None)
+        assert _state() == (None, None)
+    assert _state() == (None, None)
+
+
+def test_generator_exhausted_inside_the_consumers_scope_is_matched() -> None:
+    with tenant_context("acme"):
+        assert list(_unscoped_rows()) == [1, 2]
+        assert _state() == ("acme", None)
+
+
+def test_scope_helpers_written_as_context_manager_generators_still_work() -> None:
+    @contextlib.contextmanager
+    def as_support(ticket: str) -> Iterator[None]:
+        with unscoped(f"support ticket {ticket}"):
+            yield
+
+    with tenant_context("acme"):
+        with as_support("42"):
+            assert _state() == (None, "support ticket 42")
+        assert _state() == ("acme", None)
+
+
+async def test_yield_dependency_shape_runs_the_handler_in_the_tenant() -> None:
+    # What FastAPI does with an async generator dependency: enter it, run the handler
+    # in the same task, then close it.
+    async def dependency() -> AsyncIterator[str]:
+        async with tenant_context("acme"):
+            yield "acme"
+
+    async with contextlib.asynccontextmanager(dependency)() as tenant:
+        assert current_tenant() == tenant
+    assert _state() == (None, None)
+
+
+async def test_handler_abandoning_a_generator_fails_the_dependencys_exit() -> None:
+    async def dependency() -> AsyncIterator[str]:
+        async with tenant_context("acme"):
+            yield "acme"
+
+    async def request() -> None:
+        async with contextlib.asynccontextmanager(dependency)():
+            async for _ in _async_unscoped_rows():
+                break
+
+    with pytest.raises(TenantContextError):
+        await request()
+    assert _state() == (None, None)
+
+
+# -- mismatched exits ------------------------------------------------------------------
+
+
+def test_exiting_an_outer_scope_first_raises_and_fails_closed() -> None:
+    outer, inner = tenant_context("outer"), unscoped("inner")
+    with tenant_context("base"):
+        outer.__enter__()
+        inner.__enter__()
+        with pytest.raises(TenantContextError, match="still open"):
+            outer.__exit__(None, None, None)
+        assert _state() == (None, None)
+        inner.__exit__(None, None, None)  # already dropped: a no-op
+        assert _state() == (None, None)
+    assert _state() == (None, None)
+
+
+def test_matched_exit_restores_exactly_what_its_entry_replaced() -> None:
+    first, second = tenant_context("first"), tenant_context("second")
+    with unscoped("report"):
+        first.__enter__()
+        second.__enter__()
+        second.__exit__(None, None, None)
+        assert _state() == ("first", None)
+        first.__exit__(None, None, None)
+        assert _state() == (None, "report")
+
+
+def test_exit_in_another_context_raises_and_fails_closed() -> None:
+    scope = tenant_context("elsewhere")
+    other = contextvars.copy_context()
+    other.run(scope.__enter__)
+    with tenant_context("acme"):
+        with pytest.raises(TenantContextError, match="not entered in"):
+            scope.__exit__(None, None, None)
+        assert _state() == (None, None)
+    assert _state() == (None, None)
+    assert other.run(current_tenant) == "elsewhere"  # the entering context is untouched
+
+
+def test_exit_in_another_thread_raises_and_fails_closed() -> None:
+    scope = unscoped("thread")
+    entered = threading.Event()
+
+    def enter() -> None:
+        scope.__enter__()
+        entered.set()
+
+    worker = threading.Thread(target=enter)
+    worker.start()
+    worker.join()
+    assert entered.is_set()
+    with tenant_context("acme"):
+        with pytest.raises(TenantContextError):
+            scope.__exit__(None, None, None)
+        assert _state() == (None, None)
+
+
+def test_extra_exit_inside_a_scope_fails_closed() -> None:
+    stray = tenant_context("stray")
+    with tenant_context("acme"):
+        with pytest.raises(TenantContextError, match="more often"):
+            stray.__exit__(None, None, None)
+        assert _state() == (None, None)
+    assert _state() == (None, None)
+
+
+def test_mismatch_during_an_exception_chains_it() -> None:
+    rows = _unscoped_rows()
+
+    def fail() -> None:
+        with tenant_context("acme"):
+            next(rows)
+            raise ValueError("the original error")
+
+    with pytest.raises(TenantContextError) as caught:
+        fail()
+    assert isinstance(caught.value.__context__, ValueError)
+    rows.close()
+
+
+async def test_mismatch_never_replaces_a_cancellation(warnings_logged: list[str]) -> None:
+    rows = _async_unscoped_rows()
+    started = asyncio.Event()
+
+    async def handler() -> None:
+        async with tenant_context("acme"):
+            await anext(rows)
+            started.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(handler())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert any("still open" in line for line in warnings_logged)
+    await rows.aclose()
+    assert _state() == (None, None)
+
+
+# -- a reference model of the rule, checked against random entries and exits --------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 7), st.integers(0, 10)), max_size=40))
+def test_random_entries_and_exits_follow_the_rule(steps: list[tuple[bool, int, int]]) -> None:
+    # Model: the chain is a list of ("scope", entry, state) or ("seal",). An exit finds
+    # its entry; on top it pops; deeper it drops what is above (sealing and raising if
+    # a live scope was dropped); not there at all (dropped earlier) it does nothing.
+    def run() -> None:
+        chain: list[tuple[object, ...]] = []
+        open_entries: list[
+            tuple[int, tenant_context | unscoped, tuple[str | None, str | None]]
+        ] = []
+        counter = 0
+        for enter, kind, pick in steps:
+            if enter or not open_entries:
+                counter += 1
+                state = (f"t{kind}", None) if kind < 5 else (None, f"reason {kind}")
+                scope: tenant_context | unscoped = (
+                    tenant_context(state[0]) if state[0] else unscoped(str(state[1]))
+                )
+                scope.__enter__()
+                chain.append(("scope", counter, state))
+                open_entries.append((counter, scope, state))
+            else:
+                entry, scope, _ = open_entries.pop(pick % len(open_entries))
+                where = [i for i, item in enumerate(chain) if item[:2] == ("scope", entry)]
+                expect_error = False
+                if where:
+                    i = where[0]
+                    above = chain[i + 1 :]
+                    chain = chain[:i]
+                    if any(item[0] == "scope" for item in above):
+                        chain.append(("seal",))
+                        expect_error = True
+                if expect_error:
+                    with pytest.raises(TenantContextError):
+                        scope.__exit__(None, None, None)
+                else:
+                    scope.__exit__(None, None, None)
+            top = chain[-1] if chain else ("seal",)
+            expected = top[2] if top[0] == "scope" else (None, None)
+            assert _state() == expected
+            # Safety: any tenant or reason in force belongs to a scope still open.
+            if _state() != (None, None):
+                assert any(_state() == state for _, _, state in open_entries)
+
+    contextvars.copy_context().run(run)
+
+
+# -- concurrency: abandoned generators in concurrent tasks --------------------------------
+
+
+async def test_tasks_abandoning_generators_never_affect_one_another() -> None:
+    seen_wrong: list[tuple[str, tuple[str | None, str | None]]] = []
+
+    async def work(index: int) -> str:
+        tenant = f"tenant-{index}"
+        try:
+            async with tenant_context(tenant):
+                for step in range(6):
+                    await asyncio.sleep(0)
+                    if index % 3 == 0 and step == 2:
+                        async for _ in _async_unscoped_rows():
+                            break  # this task now runs unscoped until its scope ends
+                    elif _state() != (tenant, None) and not (index % 3 == 0 and step > 2):
+                        seen_wrong.append((tenant, _state()))
+        except TenantContextError:
+            if index % 3:
+                return f"unexpected error in {tenant}"
+        await asyncio.sleep(0)
+        return tenant if _state() == (None, None) else f"leaked {_state()}"
+
+    results = await asyncio.gather(*(work(i) for i in range(60)))
+    assert seen_wrong == []
+    assert results == [f"tenant-{i}" for i in range(60)]
+
+
+def test_threads_each_see_their_own_tenant() -> None:
+    errors: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def work(index: int) -> None:
+        with tenant_context(f"t{index}"):
+            barrier.wait()
+            for _ in range(200):
+                if current_tenant() != f"t{index}":
+                    errors.append(f"t{index} saw {current_tenant()}")
+        if current_tenant() is not None:
+            errors.append(f"t{index} leaked")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
