@@ -1,19 +1,27 @@
 """The single choke point between Beanie and the driver: a guarded collection.
 
-Every Beanie operation reaches PyMongo through ``Document.get_pymongo_collection()``.
-insightdb's documents return a :class:`GuardedCollection` there, which
+Every Beanie operation reaches PyMongo through ``Document.get_pymongo_collection()``
+(and ``get_settings().pymongo_collection``, which insightdb replaces too). insightdb
+answers with a :class:`GuardedCollection`, which
 
-* applies tenant scoping (via :mod:`insightdb.scoping`) to every read and write of a
-  tenant-scoped model, and refuses every operation when no tenant is set — before any
+* accepts, per method, only the keyword arguments on its allowlist
+  (:mod:`insightdb.allowlist`): PyMongo merges unknown ones into the command after
+  building it, where they could replace the scoped filter or pipeline;
+* applies tenant scoping (:mod:`insightdb.scoping`) to every read and write of a
+  tenant-scoped collection, under the simple collation so that no collation can widen
+  the tenant predicate, and refuses every operation when no tenant is set — before any
   command is sent;
+* scopes the sub-pipelines of an aggregation that read a tenant-scoped collection,
+  whatever collection it starts from;
 * lets an :class:`OperationGuard` (the circuit breaker) admit or reject each operation
-  and see its outcome;
-* turns connectivity failures and timeouts into
+  and see its outcome, and turns connectivity failures and timeouts into
   :class:`~insightdb.exceptions.DatabaseUnavailable`, keeping the driver's error.
 
-Anything that is not a known, checked operation (``drop``, ``database``, index
-management...) is refused on a tenant-scoped collection unless inside
-:func:`~insightdb.tenancy.unscoped`, so there is no unchecked path to the raw collection.
+Every other attribute is classified in :mod:`insightdb.allowlist`: harmless ones pass,
+derived objects (``database``, ``with_options``) come back guarded, and schema or
+administration methods on a tenant-scoped collection need
+:func:`~insightdb.tenancy.unscoped`. An unknown attribute is refused outside
+``unscoped``. Inside ``unscoped`` the driver is reached as it is.
 """
 
 from __future__ import annotations
@@ -26,11 +34,20 @@ from typing import Any, Protocol
 # driver has no public accessor for it, and the cut-off must honour a caller's override.
 from pymongo import _csot
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from insightdb._driver_errors import is_connectivity_error, unavailable
+from insightdb.allowlist import (
+    COLLECTION_ADMIN,
+    COLLECTION_METADATA,
+    HARMLESS,
+    bind_positional,
+    check_collation,
+    check_options,
+)
 from insightdb.exceptions import TenantContextError, TenantIsolationError
 from insightdb.scoping import (
+    reads_scoped,
     scope_bulk_request,
     scope_document,
     scope_filter,
@@ -38,19 +55,22 @@ from insightdb.scoping import (
     scope_replacement,
     scope_update,
 )
-from insightdb.tenancy import TENANT_FIELD, current_tenant, unscoped_reason
+from insightdb.tenancy import current_tenant, unscoped_reason
 
-__all__ = ["GuardedCollection", "GuardedCursor", "InFlight", "OperationGuard"]
+__all__ = [
+    "GuardedCollection",
+    "GuardedCursor",
+    "InFlight",
+    "OperationGuard",
+    "Policy",
+    "SessionProxy",
+    "unwrap_session",
+]
 
 # The hard bound of an operation: its deadline plus 5% (and a scheduling allowance).
 # PyMongo's own timeoutMS normally fires first; this catches its 0.5 s polling overshoot.
 _CUTOFF_FACTOR = 1.05
 _CUTOFF_SLACK_S = 0.01
-
-# Attributes that reveal nothing and reach no data: safe on a scoped collection.
-_HARMLESS = frozenset(
-    {"name", "full_name", "codec_options", "read_preference", "write_concern", "read_concern"}
-)
 
 
 class OperationGuard(Protocol):
@@ -94,53 +114,130 @@ class _NoGuard:
 NO_GUARD: OperationGuard = _NoGuard()
 
 
-class GuardedCollection:
-    """A proxy of one model's ``AsyncCollection`` that scopes, guards and translates.
+class SessionProxy:
+    """Base of the guarded session (:mod:`insightdb.guarded`): the driver gets ``.raw``."""
+
+    __slots__ = ("_raw_session",)
+
+    def __init__(self, raw: Any) -> None:
+        self._raw_session = raw
+
+
+class Policy:
+    """What the guarded objects of one database share.
 
     Args:
-        raw: The driver's collection.
-        label: What to call it in errors, e.g. ``"customer.projects"``.
-        tenant_scoped: Whether the model mixes in ``TenantScoped``.
-        is_scoped: Tells whether another collection name of the same database is
-            tenant-scoped (for ``$lookup`` and friends).
-        guard: The breaker of the model's cluster.
-        deadline_s: The per-operation deadline (``timeouts.operation_ms``); with it each
-            operation is cut off at the deadline plus 5%, because PyMongo re-checks its
-            own deadline only every 0.5 s while waiting for a server.
+        group: The group (or ``"db"`` name) used in error labels.
+        is_scoped: Tells whether a collection name of this database is tenant-scoped.
+        guard: The breaker of the database's cluster.
+        deadline_s: The per-operation deadline (``timeouts.operation_ms``); each
+            operation is cut off at the deadline plus 5%, because PyMongo re-checks
+            its own deadline only every 0.5 s while waiting for a server.
         in_flight: The runtime's counter of running operations.
     """
 
-    __slots__ = ("_deadline_s", "_guard", "_in_flight", "_is_scoped", "_label", "_raw", "_scoped")
+    __slots__ = ("deadline_s", "group", "guard", "in_flight", "is_scoped")
+
+    def __init__(
+        self,
+        group: str,
+        is_scoped: Callable[[str], bool],
+        *,
+        guard: OperationGuard = NO_GUARD,
+        deadline_s: float | None = None,
+        in_flight: InFlight | None = None,
+    ) -> None:
+        self.group = group
+        self.is_scoped = is_scoped
+        self.guard = guard
+        self.deadline_s = deadline_s
+        self.in_flight = in_flight if in_flight is not None else InFlight()
+
+
+def unwrap_session(kwargs: dict[str, Any]) -> None:
+    """Hand the driver its own session when a guarded one was passed."""
+    session = kwargs.get("session")
+    if isinstance(session, SessionProxy):
+        kwargs["session"] = session._raw_session
+
+
+class GuardedCollection:
+    """A proxy of one ``AsyncCollection`` that scopes, guards and translates.
+
+    Args:
+        raw: The driver's collection.
+        policy: What the database's guarded objects share.
+        database: The guarded database this collection belongs to (its ``.database``).
+        tenant_scoped: Whether the collection holds tenant-scoped documents; by
+            default, what ``policy.is_scoped`` says of its name.
+    """
+
+    __slots__ = ("_database", "_guard", "_label", "_policy", "_raw", "_scoped")
 
     def __init__(
         self,
         raw: AsyncCollection[Any],
         *,
-        label: str,
-        tenant_scoped: bool,
-        is_scoped: Callable[[str], bool],
-        guard: OperationGuard = NO_GUARD,
-        deadline_s: float | None = None,
-        in_flight: InFlight | None = None,
+        policy: Policy,
+        database: Any = None,
+        tenant_scoped: bool | None = None,
     ) -> None:
         self._raw = raw
-        self._deadline_s = deadline_s
-        self._in_flight = in_flight if in_flight is not None else InFlight()
-        self._label = label
-        self._scoped = tenant_scoped
-        self._is_scoped = is_scoped
-        self._guard = guard
+        self._policy = policy
+        self._guard = policy.guard
+        self._database = database
+        self._label = f"{policy.group}.{raw.name}"
+        self._scoped = policy.is_scoped(raw.name) if tenant_scoped is None else tenant_scoped
 
     def __repr__(self) -> str:
         kind = "tenant-scoped" if self._scoped else "guarded"
         return f"<GuardedCollection {self._label} ({kind})>"
 
+    @property
+    def tenant_scoped(self) -> bool:
+        """Whether this collection holds tenant-scoped documents."""
+        return self._scoped
+
+    # -- attributes other than the data methods -------------------------------------
+
     def __getattr__(self, name: str) -> Any:
-        if name in _HARMLESS or not self._scoped or unscoped_reason() is not None:
+        if name in HARMLESS or unscoped_reason() is not None:
             return getattr(self._raw, name)
+        if name in COLLECTION_METADATA:
+            return getattr(self._raw, name)
+        if name in COLLECTION_ADMIN and not self._scoped:
+            if name == "rename":
+                return self._rename
+            if name == "aggregate_raw_batches":
+                return self._aggregate_raw_batches
+            return getattr(self._raw, name)
+        if name in COLLECTION_ADMIN:
+            raise TenantIsolationError(
+                f"{self._label}.{name} is not available on a tenant-scoped collection: it "
+                "would bypass tenant filtering; use it inside unscoped(reason)"
+            )
         raise TenantIsolationError(
-            f"{self._label}.{name} is not available on a tenant-scoped collection: it would "
-            "bypass tenant filtering; use it inside unscoped(reason)"
+            f"{self._label}.{name} is not an operation insightdb knows to be safe; "
+            "use it inside unscoped(reason)"
+        )
+
+    def __getitem__(self, name: str) -> Any:
+        return self.database[f"{self._raw.name}.{name}"]
+
+    @property
+    def database(self) -> Any:
+        """The guarded database this collection belongs to."""
+        if self._database is None:
+            raise TenantIsolationError(f"{self._label} has no guarded database")
+        return self._database
+
+    def with_options(self, *args: Any, **kwargs: Any) -> GuardedCollection:
+        """The driver's ``with_options``, guarded like this collection."""
+        return GuardedCollection(
+            self._raw.with_options(*args, **kwargs),
+            policy=self._policy,
+            database=self._database,
+            tenant_scoped=self._scoped,
         )
 
     @property
@@ -155,22 +252,30 @@ class GuardedCollection:
 
     # -- the scoping decision -------------------------------------------------------
 
-    def _tenant(self, operation: str) -> str | None:
-        """Return the tenant to scope to, or ``None`` when no scoping applies."""
-        if not self._scoped or unscoped_reason() is not None:
-            return None
+    def _prepare(
+        self, operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Check the options and return (the tenant to scope to or None, the options)."""
+        if unscoped_reason() is not None:
+            if args:
+                kwargs = bind_positional(operation, self._label, args, kwargs)
+            unwrap_session(kwargs)
+            return None, kwargs
+        kwargs = check_options(operation, self._label, args, kwargs)
+        unwrap_session(kwargs)
+        if not self._scoped:
+            return None, kwargs
         tenant = current_tenant()
         if tenant is None:
             raise TenantContextError(
                 f"{operation} on tenant-scoped {self._label} needs a tenant: "
                 "use tenant_context(tenant_id) or unscoped(reason)"
             )
-        return tenant
-
-    def _pipeline_tenant(self) -> str | None:
-        if unscoped_reason() is not None:
-            return None
-        return current_tenant()
+        if operation not in ("insert_one", "insert_many", "bulk_write"):
+            kwargs["collation"] = check_collation(
+                kwargs.get("collation"), f"{self._label}.{operation}"
+            )
+        return tenant, kwargs
 
     def _cutoff(self) -> float | None:
         """Seconds after which an operation is abandoned, or ``None`` for no bound."""
@@ -178,13 +283,14 @@ class GuardedCollection:
         remaining = _csot.remaining()
         if remaining is not None:
             return max(remaining, 0.0) * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
-        if self._deadline_s is None:
+        deadline = self._policy.deadline_s
+        if deadline is None:
             return None
-        return self._deadline_s * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
+        return deadline * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
 
     async def _run(self, operation: str, call: Callable[[], Any]) -> Any:
         self._guard.before()
-        in_flight = self._in_flight
+        in_flight = self._policy.in_flight
         in_flight.count += 1
         try:
             async with asyncio.timeout(self._cutoff()):
@@ -199,6 +305,11 @@ class GuardedCollection:
             raise unavailable(
                 f"{self._label}: {operation}: no answer within the deadline", exc
             ) from exc
+        except BaseException as exc:
+            # Client-side failures (an unencodable document, cancellation): the guard
+            # frees a half-open probe slot without counting them against the server.
+            self._guard.failed(exc)
+            raise
         finally:
             in_flight.count -= 1
         self._guard.succeeded()
@@ -206,36 +317,37 @@ class GuardedCollection:
 
     # -- reads ----------------------------------------------------------------------
 
-    def find(self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
+    def find(self, filter: Any = None, *args: Any, **kwargs: Any) -> GuardedCursor:
         """``find`` restricted to the current tenant; returns a guarded cursor."""
-        tenant = self._tenant("find")
+        tenant, kwargs = self._prepare("find", args, kwargs)
         if tenant is not None:
             filter = scope_filter(filter, tenant)
         self._guard.before()
-        return GuardedCursor(self._raw.find(filter, *args, **kwargs), self)
+        return GuardedCursor(self._raw.find(filter, **kwargs), self)
 
     async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``find_one`` restricted to the current tenant."""
-        tenant = self._tenant("find_one")
+        tenant, kwargs = self._prepare("find_one", args, kwargs)
         if tenant is not None:
             if filter is not None and not isinstance(filter, Mapping):
                 filter = {"_id": filter}
             filter = scope_filter(filter, tenant)
-        return await self._run("find_one", lambda: self._raw.find_one(filter, *args, **kwargs))
+        return await self._run("find_one", lambda: self._raw.find_one(filter, **kwargs))
 
     async def count_documents(self, filter: Mapping[str, Any], *args: Any, **kwargs: Any) -> int:
         """``count_documents`` restricted to the current tenant."""
-        tenant = self._tenant("count_documents")
+        tenant, kwargs = self._prepare("count_documents", args, kwargs)
         if tenant is not None:
             filter = scope_filter(filter, tenant)
         result: int = await self._run(
-            "count_documents", lambda: self._raw.count_documents(filter, *args, **kwargs)
+            "count_documents", lambda: self._raw.count_documents(filter, **kwargs)
         )
         return result
 
-    async def estimated_document_count(self, **kwargs: Any) -> int:
-        """Refused in tenant scope (it can't be filtered); passes through otherwise."""
-        if self._tenant("estimated_document_count") is not None:
+    async def estimated_document_count(self, *args: Any, **kwargs: Any) -> int:
+        """Refused on a tenant-scoped collection (it can't be filtered)."""
+        tenant, kwargs = self._prepare("estimated_document_count", args, kwargs)
+        if tenant is not None:
             raise TenantIsolationError(
                 f"estimated_document_count on {self._label} counts every tenant; "
                 "use count_documents or unscoped(reason)"
@@ -249,189 +361,195 @@ class GuardedCollection:
         self, key: str, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
     ) -> list[Any]:
         """``distinct`` restricted to the current tenant."""
-        tenant = self._tenant("distinct")
+        tenant, kwargs = self._prepare("distinct", args, kwargs)
         if tenant is not None:
             filter = scope_filter(filter, tenant)
         result: list[Any] = await self._run(
-            "distinct", lambda: self._raw.distinct(key, filter, *args, **kwargs)
+            "distinct", lambda: self._raw.distinct(key, filter, **kwargs)
         )
         return result
 
     async def aggregate(
         self, pipeline: Sequence[Mapping[str, Any]], *args: Any, **kwargs: Any
-    ) -> Any:
+    ) -> GuardedCursor:
         """``aggregate`` with the tenant injected at the start and into sub-pipelines."""
-        if self._scoped:
-            self._tenant("aggregate")  # refuses early when no tenant and not unscoped
-        if unscoped_reason() is None:
-            pipeline = scope_pipeline(
-                pipeline, self._pipeline_tenant(), self._is_scoped, root_scoped=self._scoped
-            )
-        cursor = await self._run(
-            "aggregate", lambda: self._raw.aggregate(pipeline, *args, **kwargs)
-        )
+        pipeline, kwargs = self._scoped_pipeline("aggregate", pipeline, args, kwargs)
+        cursor = await self._run("aggregate", lambda: self._raw.aggregate(pipeline, **kwargs))
         return GuardedCursor(cursor, self)
+
+    def _scoped_pipeline(
+        self,
+        operation: str,
+        pipeline: Sequence[Mapping[str, Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, dict[str, Any]]:
+        tenant, kwargs = self._prepare(operation, args, kwargs)
+        if unscoped_reason() is not None:
+            return pipeline, kwargs
+        if tenant is None:
+            # Not a scoped collection: scoping still applies to what the stages read.
+            tenant = current_tenant()
+            if reads_scoped(pipeline, self._policy.is_scoped):
+                kwargs["collation"] = check_collation(
+                    kwargs.get("collation"), f"{self._label}.{operation}"
+                )
+        scoped = scope_pipeline(pipeline, tenant, self._policy.is_scoped, root_scoped=self._scoped)
+        return scoped, kwargs
+
+    async def _aggregate_raw_batches(
+        self, pipeline: Sequence[Mapping[str, Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        pipeline, kwargs = self._scoped_pipeline("aggregate_raw_batches", pipeline, args, kwargs)
+        return await self._raw.aggregate_raw_batches(pipeline, **kwargs)
+
+    async def _rename(self, new_name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._policy.is_scoped(new_name):
+            raise TenantIsolationError(
+                f"renaming {self._label} to {new_name!r} would overwrite tenant-scoped data; "
+                "use it inside unscoped(reason)"
+            )
+        return await self._raw.rename(new_name, *args, **kwargs)
 
     # -- writes ---------------------------------------------------------------------
 
     async def insert_one(self, document: Any, *args: Any, **kwargs: Any) -> Any:
         """``insert_one`` stamping the current tenant; refuses another tenant's document."""
-        tenant = self._tenant("insert_one")
+        tenant, kwargs = self._prepare("insert_one", args, kwargs)
         if tenant is not None:
             document = scope_document(document, tenant)
-        return await self._run_write(
-            "insert_one", lambda: self._raw.insert_one(document, *args, **kwargs), tenant
-        )
+        return await self._run("insert_one", lambda: self._raw.insert_one(document, **kwargs))
 
     async def insert_many(self, documents: Any, *args: Any, **kwargs: Any) -> Any:
         """``insert_many`` stamping the current tenant on every document."""
-        tenant = self._tenant("insert_many")
+        tenant, kwargs = self._prepare("insert_many", args, kwargs)
         if tenant is not None:
             documents = [scope_document(doc, tenant) for doc in documents]
-        return await self._run_write(
-            "insert_many", lambda: self._raw.insert_many(documents, *args, **kwargs), tenant
-        )
+        return await self._run("insert_many", lambda: self._raw.insert_many(documents, **kwargs))
 
     async def update_one(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
         """``update_one`` within the tenant; ``tenant_id`` can't be changed."""
-        return await self._update("update_one", self._raw.update_one, filter, update, args, kwargs)
+        return await self._update("update_one", filter, update, args, kwargs)
 
     async def update_many(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
         """``update_many`` within the tenant; ``tenant_id`` can't be changed."""
-        return await self._update(
-            "update_many", self._raw.update_many, filter, update, args, kwargs
-        )
+        return await self._update("update_many", filter, update, args, kwargs)
 
     async def find_one_and_update(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
         """``find_one_and_update`` within the tenant; ``tenant_id`` can't be changed."""
-        return await self._update(
-            "find_one_and_update", self._raw.find_one_and_update, filter, update, args, kwargs
-        )
+        return await self._update("find_one_and_update", filter, update, args, kwargs)
 
     async def replace_one(self, filter: Any, replacement: Any, *args: Any, **kwargs: Any) -> Any:
         """``replace_one`` within the tenant; the replacement keeps the tenant."""
-        tenant = self._tenant("replace_one")
-        if tenant is not None:
-            filter = scope_filter(filter, tenant)
-            replacement = scope_replacement(replacement, tenant)
-        return await self._run_write(
-            "replace_one",
-            lambda: self._raw.replace_one(filter, replacement, *args, **kwargs),
-            tenant,
-        )
+        return await self._replace("replace_one", filter, replacement, args, kwargs)
 
     async def find_one_and_replace(
         self, filter: Any, replacement: Any, *args: Any, **kwargs: Any
     ) -> Any:
         """``find_one_and_replace`` within the tenant; the replacement keeps the tenant."""
-        tenant = self._tenant("find_one_and_replace")
-        if tenant is not None:
-            filter = scope_filter(filter, tenant)
-            replacement = scope_replacement(replacement, tenant)
-        return await self._run_write(
-            "find_one_and_replace",
-            lambda: self._raw.find_one_and_replace(filter, replacement, *args, **kwargs),
-            tenant,
-        )
+        return await self._replace("find_one_and_replace", filter, replacement, args, kwargs)
 
     async def delete_one(self, filter: Any, *args: Any, **kwargs: Any) -> Any:
         """``delete_one`` within the tenant."""
-        tenant = self._tenant("delete_one")
-        if tenant is not None:
-            filter = scope_filter(filter, tenant)
-        return await self._run("delete_one", lambda: self._raw.delete_one(filter, *args, **kwargs))
+        return await self._delete("delete_one", filter, args, kwargs)
 
     async def delete_many(self, filter: Any, *args: Any, **kwargs: Any) -> Any:
         """``delete_many`` within the tenant."""
-        tenant = self._tenant("delete_many")
-        if tenant is not None:
-            filter = scope_filter(filter, tenant)
-        return await self._run(
-            "delete_many", lambda: self._raw.delete_many(filter, *args, **kwargs)
-        )
+        return await self._delete("delete_many", filter, args, kwargs)
 
     async def find_one_and_delete(self, filter: Any, *args: Any, **kwargs: Any) -> Any:
         """``find_one_and_delete`` within the tenant."""
-        tenant = self._tenant("find_one_and_delete")
-        if tenant is not None:
-            filter = scope_filter(filter, tenant)
-        return await self._run(
-            "find_one_and_delete", lambda: self._raw.find_one_and_delete(filter, *args, **kwargs)
-        )
+        return await self._delete("find_one_and_delete", filter, args, kwargs)
 
     async def bulk_write(self, requests: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
         """``bulk_write`` with every request scoped to the tenant."""
-        tenant = self._tenant("bulk_write")
+        tenant, kwargs = self._prepare("bulk_write", args, kwargs)
         if tenant is not None:
             requests = [scope_bulk_request(r, tenant) for r in requests]
-        return await self._run_write(
-            "bulk_write", lambda: self._raw.bulk_write(requests, *args, **kwargs), tenant
-        )
+        return await self._run("bulk_write", lambda: self._raw.bulk_write(requests, **kwargs))
 
     async def _update(
         self,
         operation: str,
-        method: Callable[..., Any],
         filter: Any,
         update: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        tenant = self._tenant(operation)
+        def scope(update: Any, tenant: str, kwargs: dict[str, Any]) -> Any:
+            return scope_update(update, tenant, upsert=bool(kwargs.get("upsert")))
+
+        return await self._write_matching(operation, filter, update, scope, args, kwargs)
+
+    async def _replace(
+        self,
+        operation: str,
+        filter: Any,
+        replacement: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        def scope(replacement: Any, tenant: str, kwargs: dict[str, Any]) -> Any:
+            return scope_replacement(replacement, tenant)
+
+        return await self._write_matching(operation, filter, replacement, scope, args, kwargs)
+
+    async def _write_matching(
+        self,
+        operation: str,
+        filter: Any,
+        body: Any,
+        scope_body: Callable[[Any, str, dict[str, Any]], Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run a write with a filter and a body (an update or a replacement), scoped."""
+        tenant, kwargs = self._prepare(operation, args, kwargs)
         if tenant is not None:
             filter = scope_filter(filter, tenant)
-            update = scope_update(update, tenant, upsert=bool(kwargs.get("upsert")))
-        return await self._run_write(
-            operation, lambda: method(filter, update, *args, **kwargs), tenant
-        )
+            body = scope_body(body, tenant, kwargs)
+        method = getattr(self._raw, operation)
+        return await self._run(operation, lambda: method(filter, body, **kwargs))
 
-    async def _run_write(self, operation: str, call: Callable[[], Any], tenant: str | None) -> Any:
-        try:
-            return await self._run(operation, call)
-        except (DuplicateKeyError, BulkWriteError) as exc:
-            if tenant is None:
-                raise
-            ids = _clashing_ids(exc)
-            if ids and await self._any_foreign(ids, tenant):
-                raise TenantIsolationError(
-                    f"{operation} on {self._label}: a document with this _id belongs to "
-                    "another tenant; it was not changed",
-                    driver_error=exc,
-                ) from exc
-            raise
-
-    async def _any_foreign(self, ids: list[Any], tenant: str) -> bool:
-        """Tell whether some of ``ids`` exist but not in ``tenant`` (so: another tenant's).
-
-        The lookup itself is scoped to the tenant: it counts the tenant's own documents
-        among the clashing ids, and nothing about other tenants is read.
-        """
-        own = await self._run(
-            "count_documents",
-            lambda: self._raw.count_documents({"_id": {"$in": ids}, TENANT_FIELD: tenant}),
-        )
-        return bool(own < len(ids))
+    async def _delete(
+        self, operation: str, filter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        tenant, kwargs = self._prepare(operation, args, kwargs)
+        if tenant is not None:
+            filter = scope_filter(filter, tenant)
+        method = getattr(self._raw, operation)
+        return await self._run(operation, lambda: method(filter, **kwargs))
 
 
-def _clashing_ids(exc: DuplicateKeyError | BulkWriteError) -> list[Any]:
-    """The ``_id`` values a duplicate-key failure clashed on (empty if it wasn't ``_id``)."""
-    details = exc.details or {}
-    errors = details.get("writeErrors") if isinstance(exc, BulkWriteError) else [details]
-    ids: list[Any] = []
-    for error in errors or []:
-        if not isinstance(error, Mapping) or error.get("code") not in (11000, 11001, None):
-            continue
-        pattern = error.get("keyPattern")
-        value = error.get("keyValue")
-        if isinstance(pattern, Mapping) and list(pattern) == ["_id"] and isinstance(value, Mapping):
-            ids.append(value["_id"])
-        elif (
-            pattern is None
-            and isinstance(error.get("op"), Mapping)
-            and "_id_ " in str(error.get("errmsg", ""))
-        ):
-            ids.append(error["op"]["_id"])
-    return ids
+# Cursor methods that only shape or consume the scoped result (the others — explain,
+# session, indexing — need unscoped()). ``collation``, ``collection`` and ``clone``
+# are handled by GuardedCursor itself.
+_CURSOR_SAFE = frozenset(
+    {
+        "add_option",
+        "address",
+        "alive",
+        "allow_disk_use",
+        "batch_size",
+        "comment",
+        "cursor_id",
+        "distinct",
+        "hint",
+        "limit",
+        "max",
+        "max_await_time_ms",
+        "max_scan",
+        "max_time_ms",
+        "min",
+        "remove_option",
+        "retrieved",
+        "rewind",
+        "skip",
+        "sort",
+        "try_next",
+        "where",
+    }
+)
 
 
 class GuardedCursor:
@@ -445,6 +563,11 @@ class GuardedCursor:
         self._answered = False
 
     def __getattr__(self, name: str) -> Any:
+        if name not in _CURSOR_SAFE and unscoped_reason() is None:
+            raise TenantIsolationError(
+                f"cursor.{name} on {self._collection._label} is not available outside "
+                "unscoped(reason)"
+            )
         attr = getattr(self._cursor, name)
         if not callable(attr):
             return attr
@@ -455,26 +578,46 @@ class GuardedCursor:
 
         return chained
 
+    @property
+    def collection(self) -> GuardedCollection:
+        """The guarded collection this cursor reads."""
+        return self._collection
+
+    def collation(self, collation: Any) -> GuardedCursor:
+        """Set the collation: on tenant-scoped data only the simple one."""
+        if self._collection._scoped and unscoped_reason() is None:
+            collation = check_collation(collation, f"{self._collection._label}.find")
+        self._cursor.collation(collation)
+        return self
+
+    def clone(self) -> GuardedCursor:
+        """A fresh, unevaluated copy of this cursor, guarded alike."""
+        return GuardedCursor(self._cursor.clone(), self._collection)
+
     def __aiter__(self) -> GuardedCursor:
         return self
 
     async def __anext__(self) -> Any:
+        collection = self._collection
         try:
-            async with asyncio.timeout(self._collection._cutoff()):
+            async with asyncio.timeout(collection._cutoff()):
                 document = await self._cursor.__anext__()
         except StopAsyncIteration:
             self._report_answer()
             raise
         except PyMongoError as exc:
-            self._collection._guard.failed(exc)
+            collection._guard.failed(exc)
             if is_connectivity_error(exc):
-                raise unavailable(f"{self._collection._label}: cursor", exc) from exc
+                raise unavailable(f"{collection._label}: cursor", exc) from exc
             raise
         except TimeoutError as exc:
-            self._collection._guard.failed(exc)
+            collection._guard.failed(exc)
             raise unavailable(
-                f"{self._collection._label}: cursor: no answer within the deadline", exc
+                f"{collection._label}: cursor: no answer within the deadline", exc
             ) from exc
+        except BaseException as exc:
+            collection._guard.failed(exc)
+            raise
         self._report_answer()
         return document
 

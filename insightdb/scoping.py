@@ -32,6 +32,8 @@ from insightdb.exceptions import TenantContextError, TenantIsolationError
 from insightdb.tenancy import TENANT_FIELD
 
 __all__ = [
+    "KNOWN_STAGES",
+    "reads_scoped",
     "scope_bulk_request",
     "scope_document",
     "scope_filter",
@@ -58,6 +60,42 @@ _FIRST_ONLY_STAGES = frozenset(
     }
 )
 _WRITE_STAGES = ("$out", "$merge")
+# Stages that read nothing but their input (or whose reads this module scopes): an
+# allowlist, so that a stage added by a later server release is refused in tenant scope
+# until it has been looked at, rather than trusted.
+KNOWN_STAGES = frozenset(
+    {
+        "$addFields",
+        "$bucket",
+        "$bucketAuto",
+        "$count",
+        "$densify",
+        "$documents",
+        "$facet",
+        "$fill",
+        "$geoNear",
+        "$graphLookup",
+        "$group",
+        "$limit",
+        "$lookup",
+        "$match",
+        "$project",
+        "$redact",
+        "$replaceRoot",
+        "$replaceWith",
+        "$sample",
+        "$set",
+        "$setWindowFields",
+        "$skip",
+        "$sort",
+        "$sortByCount",
+        "$unionWith",
+        "$unset",
+        "$unwind",
+    }
+)
+_SIMPLE = {"locale": "simple"}
+_BULK_TYPES = (InsertOne, DeleteOne, DeleteMany, ReplaceOne, UpdateOne, UpdateMany)
 
 IsScoped = Callable[[str], bool]
 
@@ -207,7 +245,22 @@ def scope_bulk_request(request: Any, tenant: str) -> Any:
     setter; a shallow copy with the scoped filter/document keeps every other option
     (collation, hint, array filters, sort) as the caller set it.
     """
+    if type(request) not in _BULK_TYPES:  # a subclass could write anything in _add_to_bulk
+        raise TenantIsolationError(
+            f"bulk_write request {type(request).__name__} can't be scoped to a tenant"
+        )
     scoped = copy.copy(request)
+    if not isinstance(request, InsertOne):
+        # The request's collation would apply to the injected tenant predicate too.
+        collation = request._collation
+        document = getattr(collation, "document", collation)
+        if collation is not None and dict(document) != _SIMPLE:
+            raise TenantIsolationError(
+                f"bulk_write request {type(request).__name__}: a collation other than "
+                "{'locale': 'simple'} is refused on tenant-scoped data; it would widen "
+                "the tenant filter"
+            )
+        scoped._collation = dict(_SIMPLE)
     if isinstance(request, InsertOne):
         scoped._doc = scope_document(request._doc, tenant, copy=True)
     elif isinstance(request, DeleteOne | DeleteMany):
@@ -223,6 +276,40 @@ def scope_bulk_request(request: Any, tenant: str) -> Any:
             f"bulk_write request {type(request).__name__} can't be scoped to a tenant"
         )
     return scoped
+
+
+def reads_scoped(pipeline: Sequence[Mapping[str, Any]], is_scoped: IsScoped) -> bool:
+    """Tell whether a pipeline reads a tenant-scoped collection through a sub-pipeline.
+
+    A target that is not a plain collection name (another database) counts as scoped:
+    insightdb can't tell what it holds.
+    """
+    for stage in pipeline:
+        if not isinstance(stage, Mapping):
+            continue
+        for name, spec in stage.items():
+            if name in ("$lookup", "$graphLookup") and isinstance(spec, Mapping):
+                target = spec.get("from")
+                if target is not None and (not isinstance(target, str) or is_scoped(target)):
+                    return True
+                if reads_scoped(spec.get("pipeline") or [], is_scoped):
+                    return True
+            elif name == "$unionWith":
+                union: Any = {"coll": spec} if isinstance(spec, str) else spec
+                if not isinstance(union, Mapping):
+                    return True
+                target = union.get("coll")
+                if target is not None and (not isinstance(target, str) or is_scoped(target)):
+                    return True
+                if reads_scoped(union.get("pipeline") or [], is_scoped):
+                    return True
+            elif (
+                name == "$facet"
+                and isinstance(spec, Mapping)
+                and any(reads_scoped(sub, is_scoped) for sub in spec.values())
+            ):
+                return True
+    return False
 
 
 def _need(tenant: str | None, operation: str) -> str:
@@ -253,6 +340,11 @@ def _scope_stages(
             result.append(stage)  # the server rejects it; nothing to scope
             continue
         ((name, spec),) = stage.items()
+        if tenant is not None and name not in KNOWN_STAGES and name not in _WRITE_STAGES:
+            raise TenantIsolationError(
+                f"aggregation stage {name!r} is refused in tenant scope: insightdb can't "
+                "tell which documents it reads; use it inside unscoped(reason)"
+            )
         if name in _WRITE_STAGES:
             if tenant is not None or _writes_scoped(spec, is_scoped):
                 raise TenantIsolationError(

@@ -25,10 +25,12 @@ from beanie.odm.operators.update.general import Inc, Set
 
 import insightdb
 import insightdb.scoping as scoping
-from insightdb import CustomerDocument, Settings, TenantScoped
+from insightdb import CustomerDocument, Settings, TenantIsolationError, TenantScoped, allowlist
+from insightdb import collection as collection_module
 from insightdb.collection import GuardedCollection, GuardedCursor
 from insightdb.tenancy import current_tenant, tenant_context
 from insightdb.testing.guard import TenantGuard
+from tests.commandcounter import COUNTER
 
 
 class MutProject(TenantScoped, CustomerDocument):
@@ -67,8 +69,11 @@ def _lookup_without_tenant(
     return scoping._scope_stages([dict(s) for s in sub or []], tenant, is_scoped)
 
 
-def _tenant_optional(self: GuardedCollection, operation: str) -> str | None:
-    return current_tenant()  # the refusal without a tenant is gone
+def _tenant_optional(
+    self: GuardedCollection, operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    # The refusal without a tenant is gone (the options are still checked).
+    return current_tenant(), allowlist.check_options(operation, "t", args, kwargs)
 
 
 async def _bulk() -> None:
@@ -159,7 +164,42 @@ CASES: dict[str, tuple[str, Any, Callable[[], Awaitable[Any]], bool]] = {
         False,
     ),
     "bulk_write": ("bulk_write", _passthrough("bulk_write"), _bulk, False),
-    "no-tenant refusal": ("_tenant", _tenant_optional, lambda: MutProject.count(), True),
+    "no-tenant refusal": ("_prepare", _tenant_optional, lambda: MutProject.count(), True),
+}
+
+_WIDE = {"locale": "en", "strength": 2}
+_COUNT_ALL = [{"$group": {"_id": 1, "n": {"$sum": 1}}}]  # replaces count_documents' own
+
+# Checks that refuse an operation outright: (module attribute, replacement, operation).
+# Unmutated, the operation raises before a command is sent; with the check switched
+# off it reaches the server, and the guard must notice.
+REFUSALS: dict[str, tuple[str, Any, Callable[[], Awaitable[Any]]]] = {
+    "collation (find)": (
+        "check_collation",
+        lambda value, where: value,
+        lambda: MutProject.find(MutProject.title == "a", collation=_WIDE).to_list(),
+    ),
+    "collation (update)": (
+        "check_collation",
+        lambda value, where: value,
+        lambda: MutProject.find(MutProject.title == "A").update(
+            Inc({MutProject.budget: 1}), collation=_WIDE
+        ),
+    ),
+    "keyword allowlist (count pipeline)": (
+        "check_options",
+        lambda operation, label, args, kwargs: kwargs,
+        lambda: MutProject.find(MutProject.title == "a", pipeline=_COUNT_ALL).count(),
+    ),
+    "keyword allowlist (findAndModify query)": (
+        "check_options",
+        lambda operation, label, args, kwargs: kwargs,
+        lambda: MutProject.find_one(MutProject.title == "a").update(
+            Inc({MutProject.budget: 1}),
+            response_type=UpdateResponse.NEW_DOCUMENT,
+            query={},
+        ),
+    ),
 }
 
 
@@ -210,3 +250,26 @@ async def test_switching_off_one_injection_point_is_caught(
     caught = insightdb_tenant_guard.violations()
     insightdb_tenant_guard.reset()
     assert caught, f"removing the tenant at {case!r} went unnoticed"
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+async def test_switching_off_one_refusal_is_caught(
+    case: str,
+    seeded: None,
+    insightdb_tenant_guard: TenantGuard,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attribute, replacement, operation = REFUSALS[case]
+    before = COUNTER.count
+    async with tenant_context("acme"):
+        with pytest.raises(TenantIsolationError):
+            await operation()
+    assert COUNTER.count == before, "refused, yet a command was sent"
+
+    monkeypatch.setattr(collection_module, attribute, replacement)
+    insightdb_tenant_guard.reset()
+    async with tenant_context("acme"):
+        await operation()
+    caught = insightdb_tenant_guard.violations()
+    insightdb_tenant_guard.reset()
+    assert caught, f"switching off {case!r} went unnoticed"

@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import pytest
+from pymongo.collation import Collation
 from pymongo.operations import (
     DeleteMany,
     DeleteOne,
@@ -24,6 +25,7 @@ from pymongo.operations import (
 
 from insightdb import TenantContextError, TenantIsolationError
 from insightdb.scoping import (
+    reads_scoped,
     scope_bulk_request,
     scope_document,
     scope_filter,
@@ -623,11 +625,11 @@ def test_bulk_insert_one_of_another_tenant_is_refused() -> None:
 
 @pytest.mark.parametrize("kind", [DeleteOne, DeleteMany])
 def test_bulk_deletes_are_scoped_and_keep_their_options(kind: type[Any]) -> None:
-    request = kind({"name": "x"}, collation={"locale": "en"}, hint="name_1")
+    request = kind({"name": "x"}, collation={"locale": "simple"}, hint="name_1")
     scoped = scope_bulk_request(request, T)
     assert type(scoped) is kind
     assert scoped._filter == {"name": "x", "tenant_id": T}
-    assert scoped._collation == {"locale": "en"}
+    assert scoped._collation == {"locale": "simple"}
     assert scoped._hint == "name_1"
     assert request._filter == {"name": "x"}
 
@@ -639,13 +641,13 @@ def test_bulk_delete_naming_another_tenant_matches_nothing() -> None:
 
 def test_bulk_replace_one_is_scoped_and_keeps_its_options() -> None:
     request = ReplaceOne(
-        {"_id": 1}, {"name": "y"}, upsert=True, collation={"locale": "fr"}, hint="_id_"
+        {"_id": 1}, {"name": "y"}, upsert=True, collation={"locale": "simple"}, hint="_id_"
     )
     scoped = scope_bulk_request(request, T)
     assert isinstance(scoped, ReplaceOne)
     assert scoped._filter == {"_id": 1, "tenant_id": T}
     assert scoped._doc == {"name": "y", "tenant_id": T}
-    assert (scoped._upsert, scoped._collation, scoped._hint) == (True, {"locale": "fr"}, "_id_")
+    assert (scoped._upsert, scoped._collation, scoped._hint) == (True, {"locale": "simple"}, "_id_")
 
 
 def test_bulk_replace_one_with_another_tenant_is_refused() -> None:
@@ -659,7 +661,7 @@ def test_bulk_updates_are_scoped_and_keep_their_options(kind: type[Any]) -> None
         {"name": "x"},
         {"$set": {"tags.$[t]": "y"}},
         upsert=True,
-        collation={"locale": "en"},
+        collation={"locale": "simple"},
         array_filters=[{"t": "old"}],
         hint="name_1",
     )
@@ -668,7 +670,7 @@ def test_bulk_updates_are_scoped_and_keep_their_options(kind: type[Any]) -> None
     assert scoped._filter == {"name": "x", "tenant_id": T}
     assert scoped._doc == {"$set": {"tags.$[t]": "y"}, "$setOnInsert": {"tenant_id": T}}
     assert scoped._upsert is True
-    assert scoped._collation == {"locale": "en"}
+    assert scoped._collation == {"locale": "simple"}
     assert scoped._array_filters == [{"t": "old"}]
     assert scoped._hint == "name_1"
     assert request._filter == {"name": "x"}
@@ -717,3 +719,69 @@ def test_bulk_replace_one_can_be_reused_for_another_tenant() -> None:
     assert scope_bulk_request(replace, T)._doc["tenant_id"] == T
     # Fails today: the first call stamped T into the shared replacement dict.
     assert scope_bulk_request(replace, OTHER)._doc["tenant_id"] == OTHER
+
+
+@pytest.mark.parametrize(
+    "collation",
+    [
+        {"locale": "en", "strength": 2},
+        {"locale": "en", "strength": 1},
+        {"locale": "en", "alternate": "shifted"},
+        {"locale": "simple", "strength": 2},
+        Collation("fr"),
+    ],
+)
+@pytest.mark.parametrize("kind", [DeleteOne, DeleteMany, UpdateOne, UpdateMany, ReplaceOne])
+def test_bulk_requests_with_a_widening_collation_are_refused(
+    kind: type[Any], collation: Any
+) -> None:
+    args: tuple[Any, ...] = ({"name": "x"},)
+    if kind in (UpdateOne, UpdateMany):
+        args += ({"$set": {"n": 1}},)
+    elif kind is ReplaceOne:
+        args += ({"name": "y"},)
+    with pytest.raises(TenantIsolationError, match="collation"):
+        scope_bulk_request(kind(*args, collation=collation), T)
+
+
+@pytest.mark.parametrize("kind", [DeleteOne, DeleteMany])
+def test_bulk_requests_without_a_collation_get_the_simple_one(kind: type[Any]) -> None:
+    # Sent explicitly, so that a collection's default collation can't widen the filter.
+    assert scope_bulk_request(kind({"name": "x"}), T)._collation == {"locale": "simple"}
+
+
+def test_bulk_request_subclasses_are_refused() -> None:
+    class Sneaky(DeleteOne):
+        pass
+
+    with pytest.raises(TenantIsolationError, match="Sneaky"):
+        scope_bulk_request(Sneaky({}), T)
+
+
+@pytest.mark.parametrize("stage", ["$search", "$lookupFuture", "$currentOp", "$changeStream"])
+def test_unknown_or_first_only_stages_are_refused_in_tenant_scope(stage: str) -> None:
+    with pytest.raises(TenantIsolationError):
+        scope_pipeline([{"$match": {}}, {stage: {}}], T, lambda _: True)
+    with pytest.raises(TenantIsolationError):
+        scope_pipeline(
+            [{"$lookup": {"from": "other", "pipeline": [{stage: {}}], "as": "x"}}],
+            T,
+            lambda name: name == "projects",
+            root_scoped=False,
+        )
+
+
+def test_reads_scoped_finds_every_way_into_a_scoped_collection() -> None:
+    def is_scoped(name: str) -> bool:
+        return name == "projects"
+
+    assert not reads_scoped([{"$match": {}}], is_scoped)
+    assert reads_scoped([{"$lookup": {"from": "projects", "as": "p"}}], is_scoped)
+    assert reads_scoped([{"$unionWith": "projects"}], is_scoped)
+    assert reads_scoped([{"$unionWith": {"coll": "projects"}}], is_scoped)
+    assert reads_scoped([{"$graphLookup": {"from": "projects"}}], is_scoped)
+    assert reads_scoped([{"$facet": {"a": [{"$unionWith": "projects"}]}}], is_scoped)
+    assert reads_scoped(
+        [{"$lookup": {"pipeline": [{"$unionWith": "projects"}], "as": "x"}}], is_scoped
+    )
+    assert reads_scoped([{"$lookup": {"from": {"db": "x", "coll": "y"}, "as": "p"}}], is_scoped)
