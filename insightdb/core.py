@@ -30,17 +30,17 @@ from beanie import Document, init_beanie
 from loguru import logger
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from insightdb._driver_errors import is_connectivity_error, masked_first_line, unavailable
 from insightdb._redact import mask_uri
 from insightdb.breaker import CircuitBreaker
-from insightdb.collection import GuardedCollection, InFlight
+from insightdb.collection import GuardedCollection, InFlight, Policy
 from insightdb.connections import ConnectionHandler
 from insightdb.documents import beanie_initialising, install_collection
 from insightdb.exceptions import ConfigurationError, InsightDBError
 from insightdb.guard import ClientGuard
+from insightdb.guarded import GuardedClient, GuardedDatabase
 from insightdb.health import (
     GroupHealth,
     HealthReport,
@@ -52,10 +52,9 @@ from insightdb.health import (
     with_details,
 )
 from insightdb.monitoring import Alert, AlertHook, BreakerMetrics, MetricsSnapshot, Monitoring
-from insightdb.registry import ModelRegistry, build_registry, clean_bases
+from insightdb.registry import ModelRegistry, build_registry, clean_bases, resolve_collections
 from insightdb.settings import GROUPS, Settings
 from insightdb.startup import wait_until_reachable
-from insightdb.tenancy import is_tenant_scoped
 from insightdb.transactions import transaction
 
 if TYPE_CHECKING:
@@ -89,6 +88,8 @@ class InsightDB:
         self._monitoring: Monitoring | None = None
         self._guards: dict[str, ClientGuard] = {}
         self._in_flight = InFlight()
+        self._guarded_clients: dict[str, GuardedClient] = {}
+        self._guarded_databases: dict[str, GuardedDatabase] = {}
         self._started = False
 
     def __repr__(self) -> str:
@@ -116,14 +117,27 @@ class InsightDB:
         """Return the models routed to ``group``."""
         return self.registry.models(group)
 
-    def client(self, group: str) -> AsyncMongoClient[Any]:
-        """Return the ``AsyncMongoClient`` serving ``group``."""
-        return self._require_handler().client(group)
+    def client(self, group: str) -> GuardedClient:
+        """Return the (guarded) client serving ``group``.
 
-    def database(self, group: str) -> AsyncDatabase[Any]:
-        """Return the database of ``group`` (``"admin"`` or ``"customer"``)."""
+        It behaves as PyMongo's ``AsyncMongoClient``, but its databases, collections
+        and sessions are guarded: tenant-scoped collections are scoped or refused (see
+        :mod:`insightdb.guarded`); the driver's own client is ``.raw`` inside
+        ``unscoped()``.
+        """
         self._settings.database(group)  # a clear error for an unknown group
-        return self._require_handler().database(group)
+        self._require_handler()
+        return self._guarded_clients[group]
+
+    def database(self, group: str) -> GuardedDatabase:
+        """Return the (guarded) database of ``group`` (``"admin"`` or ``"customer"``).
+
+        It behaves as PyMongo's ``AsyncDatabase`` with the group's read preference; a
+        tenant-scoped collection taken from it is scoped like the model's own.
+        """
+        self._settings.database(group)  # a clear error for an unknown group
+        self._require_handler()
+        return self._guarded_databases[group]
 
     def uses_embedded_server(self) -> bool:
         """Tell whether a group is served by the embedded development server."""
@@ -332,7 +346,7 @@ class InsightDB:
                 no transactions, or the commit failed.
         """
         self._require_handler()
-        return transaction(self.client, groups, **options)
+        return transaction(self.client, groups, **options)  # type: ignore[arg-type]
 
     async def __aenter__(self) -> InsightDB:
         await self.start()
@@ -426,30 +440,64 @@ class InsightDB:
         # touches the shared InsightDocument base, so per-group restores would race.
         with clean_bases(), beanie_initialising():
             await asyncio.gather(*(init_group(g) for g in GROUPS))
-        self._install_collections(registry)
+        # Collections as Beanie resolved them (inheritance, is_root, unions, views).
+        self._registry, scoped = resolve_collections(registry)
+        self._install_collections(handler, self._registry, scoped)
 
-    def _install_collections(self, registry: ModelRegistry) -> None:
-        for group in GROUPS:
-            models = registry.models(group)
-            scoped_names = frozenset(
-                r.collection for r in registry if r.group == group and is_tenant_scoped(r.model)
+    def _install_collections(
+        self,
+        handler: ConnectionHandler,
+        registry: ModelRegistry,
+        scoped: dict[str, frozenset[str]],
+    ) -> None:
+        """Guard every driver object reachable from the models and from this instance."""
+        deadline_s = _seconds(self._settings.timeouts.operation_ms)
+        policies = {
+            group: Policy(
+                group,
+                scoped[group].__contains__,
+                guard=self._guards[group],
+                deadline_s=deadline_s,
+                in_flight=self._in_flight,
             )
-            for model in models:
-                raw = model.get_settings().pymongo_collection
+            for group in GROUPS
+        }
+        for group in GROUPS:
+            client = handler.client(group)
+            sharing = {
+                self._settings.database(g).name: policies[g]
+                for g in GROUPS
+                if handler.client(g) is client
+            }
+            guard = self._guards[group]
+            guarded_client = next(
+                (c for g, c in self._guarded_clients.items() if handler.client(g) is client),
+                None,
+            ) or GuardedClient(
+                client,
+                sharing,
+                lambda name, guard=guard: Policy(  # type: ignore[misc]
+                    name,
+                    _nothing_scoped,
+                    guard=guard,
+                    deadline_s=deadline_s,
+                    in_flight=self._in_flight,
+                ),
+            )
+            self._guarded_clients[group] = guarded_client
+            database = GuardedDatabase(handler.database(group), policies[group], guarded_client)
+            self._guarded_databases[group] = database
+            for model in registry.models(group):
+                settings = model.get_settings()
+                raw = settings.pymongo_collection
                 if raw is None:  # Beanie sets it in init_beanie; None means a Beanie change
                     raise InsightDBError(f"{model.__name__} has no collection after init_beanie")
-                install_collection(
-                    model,
-                    GuardedCollection(
-                        raw,
-                        label=f"{group}.{raw.name}",
-                        tenant_scoped=is_tenant_scoped(model),
-                        is_scoped=scoped_names.__contains__,
-                        guard=self._guards[group],
-                        deadline_s=_seconds(self._settings.timeouts.operation_ms),
-                        in_flight=self._in_flight,
-                    ),
-                )
+                guarded = GuardedCollection(raw, policy=policies[group], database=database)
+                # Beanie reads both; so may application code. Neither stays raw.
+                settings.pymongo_collection = guarded  # type: ignore[assignment]
+                settings.pymongo_db = database  # type: ignore[assignment]
+                if isinstance(model, type) and issubclass(model, Document):
+                    install_collection(model, guarded)
 
     async def _wait_idle(self, monitoring: Monitoring, bound_s: float) -> bool:
         """Wait up to ``bound_s`` until no guarded operation (nor pooled connection) is busy."""
@@ -493,6 +541,10 @@ class InsightDB:
 
 
 _IDLE_POLL_S = 0.01
+
+
+def _nothing_scoped(name: str) -> bool:
+    return False
 
 
 def _seconds(milliseconds: int | None) -> float | None:

@@ -19,19 +19,30 @@ import importlib
 import pkgutil
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from beanie import BackLink, Document, Link
+from beanie import BackLink, Document, Link, UnionDoc, View
 
 from insightdb.documents import FRAMEWORK_BASES, group_of
 from insightdb.exceptions import RoutingError
+from insightdb.scoping import reads_scoped
 from insightdb.settings import GROUPS
 from insightdb.tenancy import TENANT_FIELD, is_tenant_scoped
 
-__all__ = ["ModelRegistry", "Route", "build_registry", "clean_bases", "discover_models"]
+__all__ = [
+    "ModelRegistry",
+    "Route",
+    "build_registry",
+    "clean_bases",
+    "discover_models",
+    "resolve_collections",
+]
+
+# What Beanie can initialise: documents, union documents and views.
+_MODEL_TYPES = (Document, UnionDoc, View)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +52,11 @@ class Route:
     Attributes:
         model: The document class.
         group: ``"admin"`` or ``"customer"``.
-        collection: The collection name (``Settings.name`` or the class name).
+        collection: The collection name as Beanie resolves it (inherited ``Settings``,
+            ``is_root`` inheritance, ``UnionDoc`` membership), or the class name.
     """
 
-    model: type[Document]
+    model: type[Any]
     group: str
     collection: str
 
@@ -95,7 +107,7 @@ class ModelRegistry:
         return len(self.routes)
 
 
-def discover_models(packages: Sequence[str]) -> list[type[Document]]:
+def discover_models(packages: Sequence[str]) -> list[type[Any]]:
     """Import every module under ``packages`` and return the documents defined there.
 
     Args:
@@ -108,14 +120,15 @@ def discover_models(packages: Sequence[str]) -> list[type[Document]]:
     Raises:
         RoutingError: A package can't be imported.
     """
-    found: list[type[Document]] = []
-    seen: set[type[Document]] = set()
+    found: list[type[Any]] = []
+    seen: set[type[Any]] = set()
     for package_name in packages:
         for module in _import_tree(package_name):
             for value in list(vars(module).values()):
                 if (
                     isinstance(value, type)
-                    and issubclass(value, Document)
+                    and issubclass(value, _MODEL_TYPES)
+                    and value not in (Document, UnionDoc, View)
                     and value.__module__ == module.__name__
                     and value not in FRAMEWORK_BASES
                     and value not in seen
@@ -142,8 +155,8 @@ def build_registry(
     candidates = list(models) if models is not None else discover_models(packages)
     routes: list[Route] = []
     for model in candidates:
-        group = _group_or_raise(model)
         folder = _folder_group(model, packages)
+        group = _group_or_raise(model, candidates, folder)
         if folder is not None and folder != group:
             raise RoutingError(
                 f"{model.__name__} is defined under {folder!r} ({model.__module__}) but derives "
@@ -154,10 +167,36 @@ def build_registry(
     _check_unique_names(routes)
     registry = ModelRegistry(routes=tuple(routes))
     for route in routes:
-        _check_links(route, registry)
+        if issubclass(route.model, Document):
+            _check_links(route, registry)
         if is_tenant_scoped(route.model):
             _check_tenant_model(route)
+    _check_collections(registry, lambda route: route.collection)
     return registry
+
+
+def resolve_collections(registry: ModelRegistry) -> tuple[ModelRegistry, dict[str, frozenset[str]]]:
+    """Check the collections as Beanie resolved them; return the table and scoped names.
+
+    Run after ``init_beanie``: each model's collection is read back from Beanie
+    (``get_settings().name``), so inheritance, ``is_root`` and ``UnionDoc`` membership
+    count exactly as Beanie applies them.
+
+    Returns:
+        The routing table with the resolved collection names, and per group the names
+        of its tenant-scoped collections (models, unions of scoped models, views over
+        scoped collections).
+
+    Raises:
+        RoutingError: A collection is shared by a tenant-scoped and another model, by
+            two unrelated models, or a union or view mixes or hides tenant-scoped data.
+    """
+    routes = tuple(
+        Route(r.model, r.group, str(r.model.get_settings().name or r.collection)) for r in registry
+    )
+    resolved = ModelRegistry(routes=routes)
+    scoped = _check_collections(resolved, lambda route: route.collection)
+    return resolved, scoped
 
 
 @contextmanager
@@ -203,7 +242,33 @@ def _import_tree(package_name: str) -> Iterator[types.ModuleType]:
             raise RoutingError(f"model module {info.name!r} can't be imported: {exc}") from exc
 
 
-def _group_or_raise(model: type[Document]) -> str:
+def _group_or_raise(model: type[Any], candidates: Sequence[type[Any]], folder: str | None) -> str:
+    if issubclass(model, UnionDoc):
+        groups = {group_of(m) for m in _union_members(model, candidates)}
+        if len(groups) > 1:
+            raise RoutingError(
+                f"{model.__name__} (a UnionDoc) has members in both databases: a union "
+                "lives in one collection; keep its members in one group"
+            )
+        group = next(iter(groups), None) or folder
+        if group in (None, "both"):
+            raise RoutingError(
+                f"{model.__name__} (a UnionDoc) has no database group: define it under "
+                "models/admin or models/customer, or give it members"
+            )
+        return str(group)
+    if issubclass(model, View):
+        source = getattr(getattr(model, "Settings", None), "source", None)
+        group = (
+            group_of(source) if isinstance(source, type) and issubclass(source, Document) else None
+        )
+        group = group or folder
+        if group in (None, "both"):
+            raise RoutingError(
+                f"{model.__name__} (a View) has no database group: set Settings.source to "
+                "a model class, or define it under models/admin or models/customer"
+            )
+        return str(group)
     group = group_of(model)
     if group == "both":
         raise RoutingError(
@@ -230,15 +295,47 @@ def _folder_group(model: type[Document], packages: Sequence[str]) -> str | None:
     return None
 
 
-def _collection_name(model: type[Document]) -> str:
-    settings = model.__dict__.get("Settings")
+def _union_members(union: type[Any], candidates: Iterable[type[Any]]) -> list[type[Any]]:
+    return [
+        m
+        for m in candidates
+        if isinstance(m, type)
+        and issubclass(m, Document)
+        and getattr(getattr(m, "Settings", None), "union_doc", None) is union
+    ]
+
+
+def _collection_name(model: type[Any]) -> str:
+    """The collection Beanie will use, read as Beanie reads settings (inherited)."""
+    settings = getattr(model, "Settings", None)
+    union = getattr(settings, "union_doc", None)
+    if isinstance(union, type):
+        return _collection_name(union)
+    root = _inheritance_root(model)
+    if root is not None and root is not model:
+        return _collection_name(root)
     name = getattr(settings, "name", None)
     return str(name) if name else model.__name__
 
 
+def _inheritance_root(model: type[Any]) -> type[Any] | None:
+    """The class whose collection an ``is_root`` inheritance family shares, if any."""
+    if not issubclass(model, Document):
+        return None
+    for klass in reversed(model.__mro__):
+        if (
+            isinstance(klass, type)
+            and issubclass(klass, Document)
+            and klass is not Document
+            and klass not in FRAMEWORK_BASES
+            and getattr(getattr(klass, "Settings", None), "is_root", False)
+        ):
+            return klass if issubclass(model, klass) else None
+    return None
+
+
 def _check_unique_names(routes: Sequence[Route]) -> None:
     names: dict[str, Route] = {}
-    collections: dict[tuple[str, str], Route] = {}
     for route in routes:
         other = names.get(route.name)
         if other is not None:
@@ -247,14 +344,102 @@ def _check_unique_names(routes: Sequence[Route]) -> None:
                 f"{route.model.__module__}): Beanie resolves links by class name; rename one"
             )
         names[route.name] = route
-        key = (route.group, route.collection)
-        clash = collections.get(key)
-        if clash is not None:
+
+
+def _is_scoped_route(route: Route, registry: ModelRegistry) -> bool | None:
+    """Whether a route holds tenant-scoped documents (None: an empty union)."""
+    model = route.model
+    if issubclass(model, UnionDoc):
+        members = _union_members(model, [r.model for r in registry])
+        kinds = {is_tenant_scoped(m) for m in members}
+        if len(kinds) > 1:
             raise RoutingError(
-                f"{route.name} and {clash.name} both use collection {route.collection!r} in the "
-                f"{route.group} database: give one a different Settings.name"
+                f"{route.name} (a UnionDoc) has tenant-scoped and other members: a union "
+                "read can't be scoped for some members only; make every member TenantScoped "
+                "or none"
             )
-        collections[key] = route
+        return kinds.pop() if kinds else None
+    return is_tenant_scoped(model)
+
+
+def _check_collections(
+    registry: ModelRegistry, name_of: Callable[[Route], str]
+) -> dict[str, frozenset[str]]:
+    """Check who shares which collection; return the tenant-scoped names per group."""
+    scoped: dict[str, set[str]] = {g: set() for g in GROUPS}
+    by_collection: dict[tuple[str, str], list[Route]] = {}
+    views: list[Route] = []
+    for route in registry:
+        if issubclass(route.model, View):
+            views.append(route)
+        by_collection.setdefault((route.group, name_of(route)), []).append(route)
+    for (group, collection), sharing in by_collection.items():
+        kinds = {r.name: _is_scoped_route(r, registry) for r in sharing}
+        known = {k for k in kinds.values() if k is not None}
+        if len(known) > 1:
+            scoped_names = sorted(n for n, k in kinds.items() if k)
+            others = sorted(n for n, k in kinds.items() if k is False)
+            raise RoutingError(
+                f"{', '.join(others)} and {', '.join(scoped_names)} share collection "
+                f"{collection!r} in the {group} database, but only {', '.join(scoped_names)} "
+                f"is TenantScoped: {others[0]} would read every tenant's documents; make it "
+                "TenantScoped too, or give the scoped model its own Settings.name"
+            )
+        if True in known:
+            scoped[group].add(collection)
+        _check_family(sharing, collection, group)
+    for route in views:
+        source = (
+            getattr(route.model.get_settings(), "source", None)
+            if _inited(route.model)
+            else getattr(getattr(route.model, "Settings", None), "source", None)
+        )
+        source_name = (
+            source
+            if isinstance(source, str)
+            else (_collection_name(source) if isinstance(source, type) else None)
+        )
+        pipeline = getattr(getattr(route.model, "Settings", None), "pipeline", None) or []
+        if source_name in scoped[route.group]:
+            scoped[route.group].add(name_of(route))
+        elif reads_scoped(pipeline, scoped[route.group].__contains__):
+            raise RoutingError(
+                f"{route.name} (a View) reads tenant-scoped collections in its pipeline but "
+                "its source is not tenant-scoped, so insightdb can't scope it; build the "
+                "view on the scoped collection, or read it with aggregate() instead"
+            )
+    return {g: frozenset(names) for g, names in scoped.items()}
+
+
+def _inited(model: type[Any]) -> bool:
+    try:
+        return model.get_settings() is not None
+    except Exception:  # Beanie raises its own errors for models it has not initialised
+        return False
+
+
+def _check_family(sharing: list[Route], collection: str, group: str) -> None:
+    """Models may share a collection only as one is_root family or one union."""
+    if len(sharing) < 2:
+        return
+    roots = {_inheritance_root(r.model) for r in sharing if issubclass(r.model, Document)}
+    unions = {
+        getattr(getattr(r.model, "Settings", None), "union_doc", None)
+        for r in sharing
+        if issubclass(r.model, Document)
+    }
+    union_docs = [r.model for r in sharing if issubclass(r.model, UnionDoc)]
+    documents = [r for r in sharing if issubclass(r.model, Document)]
+    family = len(roots) == 1 and None not in roots
+    union = len(union_docs) <= 1 and unions <= {*union_docs} and None not in unions
+    if family or (union and documents):
+        return
+    first, second = sharing[0], sharing[1]
+    raise RoutingError(
+        f"{second.name} and {first.name} both use collection {collection!r} in the {group} "
+        "database: give one a different Settings.name (Settings are inherited), or make "
+        "them one is_root inheritance family"
+    )
 
 
 def _check_tenant_model(route: Route) -> None:
@@ -284,13 +469,18 @@ def _unique_indexes(model: type[Document]) -> Iterator[tuple[str, list[str]]]:
         if attributes is not None and attributes[1].get("unique"):
             path = info.alias or field_name
             yield str(attributes[1].get("name") or f"{path}_{attributes[0]}"), [path]
-    settings = model.__dict__.get("Settings")
-    for index in getattr(settings, "indexes", None) or []:
-        if isinstance(index, IndexModel):
-            document = index.document
-            if document.get("unique"):
-                keys = list(document["key"])
-                yield str(document["name"]), keys
+    # Beanie reads Settings as inherited, and with merge_indexes also every parent's.
+    sources = [getattr(model, "Settings", None)]
+    if getattr(sources[0], "merge_indexes", False):
+        sources += [getattr(k, "Settings", None) for k in model.__mro__[1:] if isinstance(k, type)]
+    seen: set[str] = set()
+    for settings in sources:
+        for index in getattr(settings, "indexes", None) or []:
+            if isinstance(index, IndexModel):
+                document = index.document
+                if document.get("unique") and document["name"] not in seen:
+                    seen.add(document["name"])
+                    yield str(document["name"]), list(document["key"])
 
 
 def _check_links(route: Route, registry: ModelRegistry) -> None:

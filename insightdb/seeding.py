@@ -25,16 +25,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from loguru import logger
-from pymongo.asynchronous.database import AsyncDatabase
 
 from insightdb.exceptions import InsightDBError, SeedError
 from insightdb.settings import ENVIRONMENTS, Settings
 
 if TYPE_CHECKING:
     from insightdb.core import InsightDB
+    from insightdb.guarded import GuardedDatabase
 
 __all__ = [
     "Seed",
@@ -99,8 +99,12 @@ class SeedContext:
         self.env = db.settings.env
         self.logger = logger.bind(seed=seed.name)
 
-    def database(self, group: str) -> AsyncDatabase[Any]:
-        """Return a group's database (``"admin"`` or ``"customer"``)."""
+    def database(self, group: str) -> GuardedDatabase:
+        """Return a group's (guarded) database (``"admin"`` or ``"customer"``).
+
+        Tenant-scoped collections taken from it are scoped like the models': seed them
+        inside ``tenant_context(...)``.
+        """
         return self.db.database(group)
 
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loguru import logger
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.connections import ConnectionHandler
 from insightdb.exceptions import MigrationError
+from insightdb.guarded import driver_object
 from insightdb.migrations.graph import Revision
 from insightdb.migrations.runner import Runner, RunOptions, RunResult
 from insightdb.migrations.scripts import ScriptDirectory
@@ -48,12 +47,12 @@ __all__ = [
 class Databases(Protocol):
     """Anything that hands out each group's database and client (``InsightDB`` does)."""
 
-    def database(self, group: str) -> AsyncDatabase[Any]:
-        """Return the group's database."""
+    def database(self, group: str) -> Any:
+        """Return the group's database (guarded or the driver's)."""
         ...
 
-    def client(self, group: str) -> AsyncMongoClient[Any]:
-        """Return the group's client."""
+    def client(self, group: str) -> Any:
+        """Return the group's client (guarded or the driver's)."""
         ...
 
 
@@ -115,10 +114,11 @@ async def connected(settings: Settings) -> AsyncIterator[Databases]:
 def _runner(
     settings: Settings, group: str, databases: Databases, options: RunOptions | None
 ) -> Runner:
+    # Migrations work across tenants by design: the runner gets the driver's objects.
     return Runner(
         ScriptDirectory.from_settings(settings, group),
-        databases.database(group),
-        databases.client(group),
+        driver_object(databases.database(group)),
+        driver_object(databases.client(group)),
         options,
     )
 

@@ -19,14 +19,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from beanie import UnionDoc, View
 from pymongo import monitoring
 
+from insightdb.collection import GuardedCollection
+from insightdb.scoping import reads_scoped
 from insightdb.tenancy import TENANT_FIELD, TenantScoped, current_tenant, unscoped_reason
 
 __all__ = ["TenantGuard", "Violation", "has_tenant_predicate", "scoped_namespaces"]
 
 _DATA_COMMANDS = frozenset(
     {"find", "aggregate", "count", "distinct", "update", "delete", "insert", "findAndModify"}
+)
+# Commands on a scoped namespace that touch no document: allowed outside unscoped()
+# (Beanie creates and lists indexes at startup; cursors are continued and closed).
+_METADATA_COMMANDS = frozenset(
+    {"listIndexes", "createIndexes", "getMore", "killCursors", "listCollections"}
 )
 
 
@@ -43,16 +51,31 @@ class Violation:
 
 
 def scoped_namespaces() -> frozenset[str]:
-    """Return ``db.collection`` of every tenant-scoped model insightdb has initialised."""
+    """Return ``db.collection`` of every tenant-scoped collection insightdb has installed.
+
+    That covers tenant-scoped models, unions of them and views over them: whatever
+    object later sends a command there (a model, a raw collection taken inside
+    ``unscoped`` and kept, a name typed into a ``$lookup``), the namespace is checked.
+    """
     found: set[str] = set()
-    stack: list[type[Any]] = list(TenantScoped.__subclasses__())
+    stack: list[type[Any]] = [TenantScoped, UnionDoc, View]
+    seen: set[type[Any]] = set()
     while stack:
         model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
         stack.extend(model.__subclasses__())
-        guarded = model.__dict__.get("__insightdb_collection__")
-        if guarded is not None:
+        settings = model.__dict__.get("_document_settings") or model.__dict__.get("_settings")
+        guarded = getattr(settings, "pymongo_collection", None)
+        if isinstance(guarded, GuardedCollection) and guarded.tenant_scoped:
             found.add(guarded.full_name)
     return frozenset(found)
+
+
+def is_simple_collation(command: Mapping[str, Any]) -> bool:
+    """Tell whether a command (or statement) carries exactly the simple collation."""
+    return command.get("collation") == {"locale": "simple"}
 
 
 def has_tenant_predicate(query: Any, tenant: str) -> bool:
@@ -87,22 +110,32 @@ class TenantGuard(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         """Check one command (called inline by the driver: no I/O here)."""
-        if not self.enabled or event.command_name not in _DATA_COMMANDS:
+        if not self.enabled or unscoped_reason() is not None:
             return
-        if unscoped_reason() is not None:
+        name = event.command_name
+        if name in _METADATA_COMMANDS:
             return
         namespaces = scoped_namespaces()
         if not namespaces:
             return
-        collection = event.command.get(event.command_name)
+        database = event.database_name
+        collection = event.command.get(name)
+        namespace = f"{database}.{collection}" if isinstance(collection, str) else ""
+        if name not in _DATA_COMMANDS:
+            problems = [f"{name} on a tenant-scoped collection"] if namespace in namespaces else []
+            if name == "bulkWrite":  # client-level: its namespaces are listed in nsInfo
+                listed = [i.get("ns") for i in event.command.get("nsInfo") or []]
+                problems += [f"bulkWrite into {ns}" for ns in listed if ns in namespaces]
+            if problems:
+                with self._lock:
+                    self._violations.extend(Violation(name, namespace, r) for r in problems)
+            return
         if not isinstance(collection, str):
             return
-        namespace = f"{event.database_name}.{collection}"
-        database = event.database_name
         tenant = current_tenant()
         problems = list(
             _check(
-                event.command_name,
+                name,
                 event.command,
                 namespace in namespaces,
                 tenant,
@@ -132,15 +165,25 @@ def _check(
     namespaces: frozenset[str],
 ) -> Iterator[str]:
     if name == "aggregate":
-        yield from _check_pipeline(
-            command.get("pipeline") or [], scoped, tenant, database, namespaces
+        problems = list(
+            _check_pipeline(command.get("pipeline") or [], scoped, tenant, database, namespaces)
         )
+        yield from problems
+        reads = scoped or _reads(command, namespaces, database)
+        if reads and not is_simple_collation(command):
+            yield "an aggregation over tenant-scoped data without the simple collation"
         return
     if not scoped:
         return
     if tenant is None:
         yield "no tenant set and not inside unscoped()"
         return
+    if name in ("find", "count", "distinct", "findAndModify") and not is_simple_collation(command):
+        yield f"{name} without the simple collation (a collation can widen the tenant filter)"
+    for key in ("updates", "deletes"):
+        for statement in command.get(key) or []:
+            if not is_simple_collation(statement):
+                yield f"an {key[:-1]} statement without the simple collation"
     if name == "find" and not has_tenant_predicate(command.get("filter"), tenant):
         yield "filter lacks the tenant predicate"
     elif name in ("count", "distinct", "findAndModify") and not has_tenant_predicate(
@@ -209,3 +252,10 @@ def _check_pipeline(
             elif name == "$facet" and isinstance(spec, Mapping):
                 for sub in spec.values():
                     yield from _check_pipeline(sub, False, tenant, database, namespaces)
+
+
+def _reads(command: Mapping[str, Any], namespaces: frozenset[str], database: str) -> bool:
+    """Whether an aggregation's sub-pipelines read a tenant-scoped namespace."""
+    return reads_scoped(
+        command.get("pipeline") or [], lambda name: f"{database}.{name}" in namespaces
+    )

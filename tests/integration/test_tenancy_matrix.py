@@ -18,6 +18,7 @@ from beanie import BackLink, BulkWriter, Link, WriteRules
 from beanie.exceptions import DocumentNotFound
 from beanie.odm.operators.update.general import Inc, Set
 from pydantic import BaseModel, Field
+from pymongo.errors import DuplicateKeyError
 
 import insightdb
 from insightdb import CustomerDocument, Settings, TenantContextError, TenantIsolationError
@@ -295,10 +296,15 @@ async def test_save_and_replace(world: World) -> None:
             await theirs.save()
         with pytest.raises(TenantIsolationError):
             await theirs.replace()
-        # Claiming it for acme: the _id exists under globex, so nothing is overwritten.
+        # Claiming it for acme: the _id exists under globex, so nothing is overwritten,
+        # and the error is the one an own duplicate gets: it tells nothing about globex.
         theirs.tenant_id = ACME
-        with pytest.raises(TenantIsolationError, match="belongs to another tenant"):
+        with pytest.raises(DuplicateKeyError) as foreign:
             await theirs.save()
+        with pytest.raises(DuplicateKeyError) as own_duplicate:
+            await MxProject(id=own.id, title="twin", budget=1).insert()
+        assert type(foreign.value) is type(own_duplicate.value)
+        assert "tenant" not in str(foreign.value)
         # replace() matches by _id within the tenant: for acme the document doesn't exist.
         with pytest.raises(DocumentNotFound):
             await theirs.replace()
@@ -433,9 +439,20 @@ async def test_write_rules_cascade_stays_in_tenant(world: World) -> None:
 async def test_raw_collection_access_is_refused(world: World) -> None:
     collection = MxProject.get_pymongo_collection()
     async with tenant_context(ACME):
-        for attribute in ("database", "drop", "create_index", "watch", "with_options"):
+        for attribute in ("drop", "create_index", "watch", "rename", "find_raw_batches"):
             with pytest.raises(TenantIsolationError, match="use it inside unscoped"):
                 getattr(collection, attribute)
+        # Derived objects come back guarded, and scoped where the data is.
+        for derived in (
+            collection.with_options(),
+            collection.database["mx_projects"],
+            collection.database.client[collection.database.name]["mx_projects"],
+            MxProject.get_settings().pymongo_collection,
+            MxProject.get_settings().pymongo_db["mx_projects"],
+        ):
+            assert await derived.count_documents({}) == 2
+            with pytest.raises(TenantIsolationError):
+                _ = derived.drop
         with pytest.raises(TenantIsolationError, match="raw access"):
             _ = collection.raw
         with pytest.raises(TenantIsolationError, match="counts every tenant"):

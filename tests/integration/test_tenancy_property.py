@@ -21,7 +21,7 @@ from beanie.exceptions import DocumentNotFound
 from bson import DBRef, ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.results import UpdateResult
 
 import insightdb
@@ -222,7 +222,9 @@ async def reset() -> None:
 # -- running one operation -------------------------------------------------------------------
 
 
-async def refused(call: Any, error: type[Exception] = TenantIsolationError) -> None:
+async def refused(
+    call: Any, error: type[Exception] | tuple[type[Exception], ...] = TenantIsolationError
+) -> None:
     with pytest.raises(error):
         await call
 
@@ -258,7 +260,8 @@ async def run(op: Op, exp: Expected) -> None:
                 await claimed.insert()
                 exp.projects[claimed.id] = project_view(claimed)
             elif holder["tenant_id"] != t:
-                await refused(claimed.insert())
+                # The same duplicate key an own document gives (no existence oracle).
+                await refused(claimed.insert(), DuplicateKeyError)
             # else: a duplicate of this tenant's own document; see the dedicated test.
 
         elif op.kind == "insert_many":
@@ -414,8 +417,11 @@ async def run(op: Op, exp: Expected) -> None:
 async def expect_save(target: PropProject, t: str, exp: Expected) -> None:
     assert target.id is not None
     holder = exp.projects.get(target.id)
-    if target.tenant_id != t or (holder is not None and holder["tenant_id"] != t):
-        await refused(target.save())
+    if target.tenant_id != t:
+        await refused(target.save())  # a document that names another tenant
+        return
+    if holder is not None and holder["tenant_id"] != t:
+        await refused(target.save(), DuplicateKeyError)  # its _id is another tenant's
         return
     await target.save()  # an update of our own document, or its re-creation
     exp.projects[target.id] = project_view(target)
@@ -592,38 +598,37 @@ async def _only(original: PropProject) -> None:
     assert projects == {original.id: project_view(original)}
 
 
-async def test_insert_many_with_another_tenants_id_is_a_tenant_isolation_error(
+async def test_writes_with_another_tenants_id_fail_like_an_own_duplicate(
     prop_db: insightdb.InsightDB,
 ) -> None:
-    # insert() of the same document raises TenantIsolationError (the collection turns
-    # the _id clash into it); insert_many() leaks PyMongo's raw BulkWriteError instead.
+    # Issue 9 (existence oracle): a write that clashes with another tenant's _id fails
+    # exactly as a clash with the tenant's own document does (a duplicate key), so the
+    # error can't be used to learn that another tenant's document exists. Nothing of the
+    # other tenant's document changes.
     original, claimed = await _claim_other_tenants_id()
     async with tenant_context("t1"):
-        with pytest.raises(TenantIsolationError):
+        own = PropProject(name="own", n=1)
+        await own.insert()
+        with pytest.raises(DuplicateKeyError) as own_clash:
+            await own.model_copy().insert()
+        with pytest.raises(DuplicateKeyError) as foreign_clash:
             await claimed.insert()
-        with pytest.raises(TenantIsolationError):
+        assert type(own_clash.value) is type(foreign_clash.value)
+        assert "tenant" not in str(foreign_clash.value)
+        with pytest.raises((DuplicateKeyError, BulkWriteError)):
             await PropProject.insert_many([claimed])
-    await _only(original)
-
-
-async def test_bulk_writer_save_with_another_tenants_id_is_a_tenant_isolation_error(
-    prop_db: insightdb.InsightDB,
-) -> None:
-    # Issue 4: save() of a document whose _id belongs to another tenant raises
-    # TenantIsolationError, never a raw duplicate-key error; through a BulkWriter the
-    # upsert's clash surfaces as PyMongo's BulkWriteError.
-    original, claimed = await _claim_other_tenants_id()
-    async with tenant_context("t1"):
-        with pytest.raises(TenantIsolationError):
+        with pytest.raises(DuplicateKeyError):
             await claimed.save()
 
         async def save_in_bulk() -> None:
             async with BulkWriter() as writer:
                 await claimed.save(bulk_writer=writer)
 
-        with pytest.raises(TenantIsolationError):
+        with pytest.raises(BulkWriteError) as bulk_clash:
             await save_in_bulk()
-    await _only(original)
+        assert "another tenant" not in str(bulk_clash.value)  # only the caller's own op
+    projects, _ = await stored_state()
+    assert projects[original.id] == project_view(original)
 
 
 async def test_duplicate_insert_of_own_document_is_not_blamed_on_another_tenant(
