@@ -50,6 +50,7 @@ _OPTION_KEYS: dict[str, str] = {
     "retryWrites": "driver.retry_writes",
     "retryReads": "driver.retry_reads",
     "appname": "driver.appname",
+    "tz_aware": "driver.tz_aware",
     "tls": "driver.tls",
     "tlsCAFile": "driver.tls_ca_file",
     "tlsCertificateKeyFile": "driver.tls_certificate_key_file",
@@ -120,7 +121,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "retryWrites": driver.retry_writes,
         "retryReads": driver.retry_reads,
         "appname": driver.appname,
-        "tz_aware": True,
+        "tz_aware": driver.tz_aware,
     }
     optional = {
         "maxIdleTimeMS": pool.max_idle_time_ms,

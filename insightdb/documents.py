@@ -1,10 +1,11 @@
 """The base classes that route a Beanie document to a database group.
 
 ``class User(AdminDocument)`` lives in the admin database, ``class Client(CustomerDocument)``
-in the customer database. The bases themselves are never collections: insightdb hands
-Beanie only concrete models and restores the bases after every ``init_beanie``
-(see :mod:`insightdb.registry`), so a model defined after an earlier ``init`` behaves
-like any other.
+in the customer database. The bases themselves are never collections and never reach a
+server: insightdb hands Beanie only concrete models, a base answers Beanie's index
+initialisation without a command, and the bases are restored after every
+``init_beanie`` (see :mod:`insightdb.registry`), so a model defined after an earlier
+``init`` behaves like any other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 
 from beanie import Document
 
-from insightdb.exceptions import TenantIsolationError
+from insightdb.exceptions import RoutingError, TenantIsolationError
 
 __all__ = [
     "AdminDocument",
@@ -51,6 +52,8 @@ class InsightDocument(Document):
         :class:`~insightdb.collection.GuardedCollection` that scopes tenants, consults
         the circuit breaker and translates connectivity errors.
         """
+        if cls in FRAMEWORK_BASES:
+            return _BaseClassCollection(cls.__name__)
         if not _initialising.get():
             guarded = cls.__dict__.get(_COLLECTION_ATTR)
             if guarded is not None:
@@ -76,6 +79,32 @@ class CustomerDocument(InsightDocument):
 
 
 FRAMEWORK_BASES: tuple[type[Document], ...] = (InsightDocument, AdminDocument, CustomerDocument)
+
+
+class _BaseClassCollection:
+    """What a framework base answers for its collection: nothing that reaches a server.
+
+    ``init_beanie`` initialises every parent class of a model, bases included, and reads
+    each one's indexes (``listIndexes``) — a command on a collection nobody uses, which
+    would show up in the metrics. The bases declare no index, so Beanie gets an empty
+    answer here; anything else is a routing mistake and says so.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    async def index_information(self) -> dict[str, Any]:
+        return {}
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("_"):  # copy, pickle and hasattr() probes
+            raise AttributeError(attribute)
+        raise RoutingError(
+            f"{self._name} is a base class, not a collection: query a model derived from it"
+        )
+
 
 # Pydantic wraps ``model_post_init`` once more at every class level that inherits private
 # attributes, and each wrapper initialises them again: a model two levels below Document

@@ -238,7 +238,11 @@ class TimeoutSettings(_Section):
 
 
 class DriverSettings(_Section):
-    """TLS, write concern, compression and other driver options (Atlas-ready)."""
+    """TLS, write concern, compression and other driver options (Atlas-ready).
+
+    ``tz_aware`` (default true) makes the driver return timezone-aware UTC datetimes;
+    false returns naive UTC datetimes, as a plain ``AsyncMongoClient`` and Beanie do.
+    """
 
     model_config = _Frozen
 
@@ -252,6 +256,7 @@ class DriverSettings(_Section):
     journal: StrictBool | None = None
     compressors: tuple[Literal["snappy", "zlib", "zstd"], ...] = ()
     appname: StrictStr = "insightdb"
+    tz_aware: StrictBool = True
 
     @field_validator("w", mode="before")
     @classmethod
