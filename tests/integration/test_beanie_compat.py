@@ -131,3 +131,29 @@ async def test_tz_aware_false_gives_naive_utc_datetimes(insightdb_settings: Sett
 def test_tz_aware_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INSIGHTDB_DRIVER__TZ_AWARE", "false")
     assert insightdb.get_settings("testing", settings_files=[]).driver.tz_aware is False
+
+
+async def test_init_takes_class_paths_modules_and_package_names(
+    insightdb_settings: Settings,
+) -> None:
+    import models.customer.client as client_module
+
+    # A class path (as init_beanie takes), a module, a package name and a class; Client
+    # comes twice (module and package) and is routed once.
+    specs = ["models.admin.user.User", client_module, "models.customer", CompatOrder]
+    async with insightdb.connect(insightdb_settings, models=specs) as db:  # type: ignore[arg-type]
+        assert [m.__name__ for m in db.models("admin")] == ["User"]
+        assert [m.__name__ for m in db.models("customer")] == ["Client", "CompatOrder"]
+        await CompatOrder(total=5, placed_at=WHEN).insert()
+        assert await CompatOrder.count() == 1
+
+
+async def test_init_refuses_an_unknown_model_entry_before_connecting(
+    insightdb_settings: Settings,
+) -> None:
+    with pytest.raises(RoutingError, match=r"^init\(models=\.\.\.\): got a int object; expected"):
+        await insightdb.init(insightdb_settings, models=[CompatOrder, 42])  # type: ignore[list-item]
+    with pytest.raises(
+        RoutingError, match=r"^init\(models=\.\.\.\): 'models\.admin\.Nobody' names"
+    ):
+        await insightdb.init(insightdb_settings, models=["models.admin.Nobody"])  # type: ignore[list-item]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from beanie import Document, Link
 
-from insightdb import AdminDocument, CustomerDocument, RoutingError
+from insightdb import AdminDocument, ConfigurationError, CustomerDocument, RoutingError
 from insightdb.registry import build_registry, discover_models
 
 
@@ -251,3 +252,179 @@ def test_tenant_scoped_admin_model_is_refused() -> None:
 
     with pytest.raises(RoutingError, match=r"^ScopedAdmin is TenantScoped but lives in the admin"):
         build_registry(models=[ScopedAdmin])
+
+
+# models= forms and import failures ----------------------------------------------------
+
+
+_FORMS_FILES = {
+    "admin/user.py": """
+        from insightdb import AdminDocument
+        class FormUser(AdminDocument):
+            email: str
+    """,
+    "admin/plan.py": """
+        from insightdb import AdminDocument
+        class FormPlan(AdminDocument):
+            title: str
+    """,
+    "customer/order.py": """
+        from insightdb import CustomerDocument
+        class FormOrder(CustomerDocument):
+            total: int
+    """,
+}
+
+
+def test_models_takes_classes_class_paths_modules_and_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    package = _package(tmp_path, monkeypatch, _FORMS_FILES)
+    plan_module = importlib.import_module(f"{package}.admin.plan")
+    user_class = importlib.import_module(f"{package}.admin.user").FormUser
+    registry = build_registry(
+        packages=["elsewhere"],
+        models=[
+            f"{package}.admin.user.FormUser",  # a dotted class path, as init_beanie takes
+            plan_module,  # a module
+            f"{package}.customer",  # a package name: discovered like the models setting
+            user_class,  # a class, again: each model once
+        ],
+    )
+    assert [(r.name, r.group) for r in registry] == [
+        ("FormUser", "admin"),
+        ("FormPlan", "admin"),
+        ("FormOrder", "customer"),
+    ]
+    everything = build_registry(packages=["elsewhere"], models=[package])
+    assert {r.name for r in everything} == {"FormUser", "FormPlan", "FormOrder"}
+
+
+def test_a_package_given_in_models_is_folder_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _package(
+        tmp_path,
+        monkeypatch,
+        {
+            "admin/misplaced.py": """
+                from insightdb import CustomerDocument
+                class Misplaced(CustomerDocument):
+                    x: int = 0
+            """
+        },
+    )
+    for spec in (package, f"{package}.admin"):
+        with pytest.raises(RoutingError, match=r"^Misplaced is defined under 'admin'"):
+            build_registry(packages=["elsewhere"], models=[spec])
+
+
+def test_models_refuses_anything_else_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import BaseModel
+
+    package = _package(tmp_path, monkeypatch, _FORMS_FILES)
+
+    class NotADocument(BaseModel):
+        x: int = 0
+
+    class Secretive(BaseModel):
+        password: str
+
+    expected_start = "init(models=...): "
+    cases: list[tuple[object, str]] = [
+        (42, "got a int object; expected a model class, a dotted class path"),
+        (None, "got a NoneType object"),
+        ("", "got a str object"),
+        (Secretive(password="hunter2-value"), "got a Secretive object"),
+        (NotADocument, "test_registry.test_models_refuses_anything_else_in_one_line.<locals>"),
+        (AdminDocument, "AdminDocument is a base class; pass the models derived from it"),
+        (Document, "Document is a base class"),
+        ("no_such_pkg_xyz.models.User", "'no_such_pkg_xyz.models.User' is neither an importable"),
+        (f"{package}.admin.user.Nope", "names nothing: no module of that name, and module"),
+        (f"{package}.admin.user.AdminDocument", "AdminDocument is a base class"),
+        ("os.sep", "'os.sep' is a str object, not a model class"),
+    ]
+    for spec, fragment in cases:
+        with pytest.raises(RoutingError) as caught:
+            build_registry(models=[spec])  # type: ignore[list-item]
+        message = str(caught.value)
+        assert message.startswith(expected_start), message
+        assert fragment in message, message
+        assert "\n" not in message
+        assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "error"),
+    [
+        ("x = 1\ndef broken(:\n    pass\n", 2, "SyntaxError: invalid syntax"),
+        (
+            "from insightdb import AdminDocument\n\nclass A(AdminDocument):\n    x: Missing\n",
+            4,
+            "NameError: name 'Missing' is not defined",
+        ),
+        ("\n\nraise RuntimeError('boom\\nsecond line')\n", 3, "RuntimeError: boom"),
+        ("\nvalue = 1 / 0\n", 2, "ZeroDivisionError: division by zero"),
+        ("import not_a_module_xyz\n", 1, "ModuleNotFoundError: No module named 'not_a_module_xyz'"),
+        ("if True:\n  a = 1\n    b = 2\n", 3, "IndentationError: unexpected indent"),
+    ],
+)
+def test_a_failing_model_module_is_one_line_with_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, line: int, error: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # file paths are shown relative to the working directory
+    package = _package(tmp_path, monkeypatch, {"admin/broken.py": source})
+    expected = (
+        f"model module '{package}.admin.broken' can't be imported: "
+        f"{package}/admin/broken.py:{line}: {error}"
+    )
+    attempts: list[dict[str, Any]] = [
+        {"packages": [package]},
+        {"packages": ["elsewhere"], "models": [f"{package}.admin.broken.A"]},  # via models=
+    ]
+    for arguments in attempts:
+        with pytest.raises(RoutingError) as caught:
+            build_registry(**arguments)
+        message = str(caught.value)
+        assert message.startswith(expected), message
+        assert "\n" not in message
+        assert caught.value.__cause__ is not None  # the original is kept for --traceback
+
+
+def test_a_failing_subpackage_init_and_helper_module_name_their_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    package = _package(
+        tmp_path,
+        monkeypatch,
+        {
+            "customer/__init__.py": "\nfrom . import helpers\n",
+            "customer/helpers.py": "\n\n\nundefined_name()\n",
+        },
+    )
+    with pytest.raises(RoutingError) as caught:
+        build_registry(packages=[package])
+    assert str(caught.value) == (
+        f"model module '{package}.customer' can't be imported: "
+        f"{package}/customer/helpers.py:4: NameError: name 'undefined_name' is not defined"
+    )
+
+
+def test_an_insightdb_error_raised_by_a_model_module_passes_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _package(
+        tmp_path,
+        monkeypatch,
+        {
+            "admin/conf.py": "from insightdb import ConfigurationError\n"
+            "raise ConfigurationError('FEATURE_X: required')\n"
+        },
+    )
+    with pytest.raises(ConfigurationError, match=r"^FEATURE_X: required$"):
+        build_registry(packages=[package])
