@@ -26,7 +26,7 @@ unexport INSIGHTDB_PYTHON
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test lint bench server clean distclean
+.PHONY: help demo test lint docs docs-ref bench server clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,10 +48,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## run examples/demo.py against the embedded server
 	"$(PY)" examples/demo.py
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy (strict) on insightdb/ and tests/typing
+lint: $(STAMP) ## ruff, mypy (strict) on insightdb/ and tests/typing, mkdocs build --strict
 	"$(VENV)/bin/ruff" check .
 	"$(VENV)/bin/ruff" format --check .
 	"$(VENV)/bin/mypy" insightdb tests/typing
+	NO_MKDOCS_2_WARNING=1 "$(VENV)/bin/mkdocs" build --strict --quiet
+
+docs: $(STAMP) ## serve the documentation site on http://127.0.0.1:8000 (mkdocs serve)
+	NO_MKDOCS_2_WARNING=1 "$(VENV)/bin/mkdocs" serve
+
+docs-ref: $(STAMP) ## regenerate docs/reference/cli.md and configuration.md from the code
+	"$(PY)" scripts/gen_reference.py
 
 test: lint ## lint, then the whole test suite (unit, integration, docs)
 	"$(VENV)/bin/pytest"
