@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from loguru import logger
@@ -247,12 +247,23 @@ def health_command(
 
 
 def server_command(
+    ctx: typer.Context,
     engine: Annotated[
-        EngineChoice, typer.Option("--engine", case_sensitive=False, help="Storage engine.")
-    ] = EngineChoice.memory,
+        EngineChoice | None,
+        typer.Option(
+            "--engine",
+            case_sensitive=False,
+            help="Storage engine; default the embedded.engine setting.",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", metavar="DIR", file_okay=False, help="SQLite data directory."),
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            file_okay=False,
+            help="SQLite data directory; default the embedded.data_dir setting.",
+        ),
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Loopback address to listen on.")] = (
         "127.0.0.1"
@@ -261,19 +272,74 @@ def server_command(
         int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
     ] = 0,
 ) -> None:
-    """Run the embedded MongoDB-compatible server (an emulator) in the foreground."""
-    from insightdb.testing.server import serve_forever
+    """Run the project's shared development server (an emulator) in the foreground.
 
+    The CLI and the application started in this directory use it while it runs (their URIs
+    empty, in development). Subcommands: status, start, stop.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from insightdb.devserver import serve_foreground
+
+    chosen_engine, chosen_dir = _server_options(ctx, engine, data_dir)
     code = _until_terminated(
-        lambda: serve_forever(
-            engine="sqlite" if engine is EngineChoice.sqlite else "memory",
-            data_dir=data_dir,
-            host=host,
-            port=port,
-        )
+        lambda: serve_foreground(engine=chosen_engine, data_dir=chosen_dir, host=host, port=port)
     )
     # A child killed by a signal reports -N; a shell reports 128 + N.
     raise typer.Exit(code if code >= 0 else 128 - code)
+
+
+def server_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+) -> None:
+    """Say whether the shared development server runs here, and where; exit 1 when not."""
+    from insightdb.devserver import ProjectFiles, server_status, storage
+
+    files = ProjectFiles.of()
+    record = server_status()
+    if as_json:
+        typer.echo(json.dumps(None if record is None else record.to_dict(), indent=2))
+    elif record is None:
+        typer.echo(f"no shared development server runs for {files.root}")
+    else:
+        typer.echo(f"running: {record.uri} (pid {record.pid}; {storage(files, record)})")
+    if record is None:
+        raise typer.Exit(1)
+
+
+def server_start_command(ctx: typer.Context) -> None:
+    """Start the shared development server in the background (or reuse it); print its URI."""
+    from insightdb.devserver import shared_server_for
+
+    server = shared_server_for(get_state(ctx).settings())
+    with server:
+        typer.echo(server.describe())
+
+
+def server_stop_command(
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.1, metavar="SECONDS", help="Wait this long, then SIGKILL."),
+    ] = 5.0,
+) -> None:
+    """Stop the shared development server by its recorded PID (its data stays on disk)."""
+    from insightdb.devserver import ProjectFiles, stop_server
+
+    record = stop_server(timeout=timeout)
+    if record is None:
+        typer.echo(f"no shared development server runs for {ProjectFiles.of().root}")
+    else:
+        typer.echo(f"stopped the shared development server (pid {record.pid}, {record.uri})")
+
+
+def _server_options(
+    ctx: typer.Context, engine: EngineChoice | None, data_dir: Path | None
+) -> tuple[Literal["memory", "sqlite"], Path | str | None]:
+    """The engine and data directory: the options, else the settings (as the app reads them)."""
+    if engine is None:
+        embedded = get_state(ctx).settings().embedded
+        return embedded.engine, data_dir if data_dir is not None else embedded.data_dir
+    return ("sqlite" if engine is EngineChoice.sqlite else "memory"), data_dir
 
 
 def build_app() -> typer.Typer:
@@ -298,7 +364,17 @@ def build_app() -> typer.Typer:
 
     app.command("models")(models_command)
     app.command("health")(health_command)
-    app.command("server")(server_command)
+    server_app = typer.Typer(
+        name="server",
+        invoke_without_command=True,
+        no_args_is_help=False,
+        help="The shared embedded development server: run it, or status, start, stop.",
+    )
+    server_app.callback()(server_command)
+    server_app.command("status")(server_status_command)
+    server_app.command("start")(server_start_command)
+    server_app.command("stop")(server_stop_command)
+    app.add_typer(server_app, name="server")
     from insightdb.migrations.cli import migrate_app  # imports get_state from this module
     from insightdb.seeding_cli import seed_app
 

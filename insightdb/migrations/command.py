@@ -83,12 +83,19 @@ async def connected(settings: Settings) -> AsyncIterator[Databases]:
     """Connect to both groups for a migration command, and close afterwards.
 
     With both URIs set, only clients are opened (no model is imported or initialised,
-    so a migration can fix data before the models' indexes exist). An empty URI
-    (development) starts a throwaway embedded server through the full runtime.
+    so a migration can fix data before the models' indexes exist). In development an
+    empty URI means the project's shared development server (started if none runs), so
+    the application started next sees what was migrated; in testing it is a throwaway
+    embedded server through the full runtime.
     """
     timeouts = settings.timeouts.model_copy(update={"operation_ms": None})
     migrating = settings.model_copy(update={"timeouts": timeouts})
-    if all(settings.database(g).uri for g in GROUPS):
+    if settings.env == "development":
+        # Empty URIs: the project's shared development server, the one the app uses next.
+        from insightdb.devserver import with_shared_server
+
+        migrating = await with_shared_server(migrating)
+    if all(migrating.database(g).uri for g in GROUPS):
         from insightdb.startup import wait_until_reachable
 
         handler = ConnectionHandler(migrating)
@@ -106,6 +113,7 @@ async def connected(settings: Settings) -> AsyncIterator[Databases]:
         return
     from insightdb.core import InsightDB
 
+    # Testing with an empty URI: a server of its own, gone when the command ends.
     logger.warning("insightdb: no database URI set: migrating a throwaway embedded server")
     async with InsightDB(migrating) as runtime:
         yield runtime

@@ -6,6 +6,14 @@ serves mongoeco's wire-protocol emulator (not MongoDB) on loopback until SIGTERM
 closes it cleanly and exits 0. Once it accepts connections it writes ``{"port", "pid", "uri"}`` to
 ``--ready-file`` (atomically) and prints one banner line. It imports only the standard library and
 mongoeco, so a child process starts quickly.
+
+The shared development server (:mod:`insightdb.devserver`) adds two options. ``--state-file``
+is the project's record of the server: written atomically once serving (with the engine and data
+directory too) and removed on a clean exit if it still names this process; its path on the
+command line also identifies the process as that project's server. ``--detach`` (POSIX) forks at
+once: the first process prints the server's PID on stdout and exits, the server runs in a new
+session (so a terminal's Ctrl-C does not reach it), writes its output to ``--log-file`` and no
+longer exits with its parent.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +43,49 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--data-dir", help="directory of the SQLite file (sqlite engine only)")
     parser.add_argument("--ready-file", help="where to write port, pid and uri once serving")
+    parser.add_argument("--state-file", help="the shared server's record; removed on exit")
+    parser.add_argument("--detach", action="store_true", help="fork, print the PID and return")
+    parser.add_argument("--log-file", help="where a detached server writes its output")
     args = parser.parse_args(argv)
     if args.engine == "sqlite" and not args.data_dir:
         parser.error("--data-dir is required with --engine sqlite")
+    if args.detach and not args.log_file:
+        parser.error("--log-file is required with --detach")
+    if args.data_dir:
+        args.data_dir = os.path.abspath(args.data_dir)
     return args
+
+
+def _detach(log_file: str) -> bool:
+    """Fork; return ``False`` in the first process (after printing the server's PID).
+
+    The second process starts a new session, so the terminal's signals don't reach it, and
+    sends its output to ``log_file``. It runs before any thread or event loop exists.
+    """
+    if not hasattr(os, "fork"):  # Windows: serve in this process; the caller waits for it
+        return True
+    pid = os.fork()
+    if pid:
+        print(pid, flush=True)
+        return False
+    os.setsid()
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)  # also closes the pipe the first process's parent is reading
+    os.dup2(fd, 2)
+    os.close(fd)
+    return True
+
+
+def _remove_state_file(path: str) -> None:
+    # Only our own record: a newer server may have replaced it after a forced stop.
+    try:
+        with open(path, encoding="utf-8") as handle:
+            mine = json.load(handle).get("pid") == os.getpid()
+    except (OSError, ValueError, AttributeError):
+        return
+    if mine:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def _make_engine(engine: str, data_dir: str | None) -> Any:
@@ -85,18 +133,32 @@ async def _serve(args: argparse.Namespace) -> int:
         uri = f"mongodb://{netloc}:{port}/?directConnection=true"
         if args.ready_file:
             _write_ready_file(args.ready_file, {"port": port, "pid": os.getpid(), "uri": uri})
+        if args.state_file:
+            state = {
+                "pid": os.getpid(),
+                "port": port,
+                "host": host,
+                "uri": uri,
+                "engine": args.engine,
+                "data_dir": args.data_dir,  # made absolute by _parse_args
+                "started_at": time.time(),
+            }
+            _write_ready_file(args.state_file, state)
         print(
             "insightdb embedded server (MongoDB wire-compatible emulator, not MongoDB) "
             f"listening on {uri}",
             flush=True,
         )
-        watchdog = asyncio.create_task(_watch_parent(stop))
+        watchdog = None if args.detach else asyncio.create_task(_watch_parent(stop))
         try:
             await stop.wait()
         finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            if args.state_file:
+                _remove_state_file(args.state_file)
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
     return 0
 
 
@@ -109,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The process exit code: 0 after a clean shutdown.
     """
-    return asyncio.run(_serve(_parse_args(argv)))
+    args = _parse_args(argv)
+    if args.detach and not _detach(args.log_file):
+        return 0
+    return asyncio.run(_serve(args))
 
 
 if __name__ == "__main__":
