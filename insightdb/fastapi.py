@@ -1,17 +1,21 @@
-"""FastAPI integration: a ``lifespan`` that starts and stops insightdb, and health probes.
+"""FastAPI integration: lifespan, dependencies, probes and JSON error responses.
 
 :func:`lifespan` is the one place a FastAPI application starts insightdb (Starlette
 deprecates ``on_startup``/``on_shutdown``): it enables insightdb's loguru logging,
 awaits :func:`insightdb.init`, keeps the runtime on ``app.state.insightdb`` and closes
 it on shutdown. :func:`get_db` hands that runtime to request handlers as a dependency,
-and :func:`health_router` adds the liveness and readiness probes an orchestrator polls;
-:func:`metrics_router` serves the Prometheus metrics (with the ``metrics`` extra).
-Importing this module needs FastAPI (``pip install "insightdb[fastapi]"``).
+:func:`tenant_dependency` scopes each request to its tenant, :func:`health_router` adds
+the liveness and readiness probes an orchestrator polls and :func:`metrics_router`
+serves the Prometheus metrics (with the ``metrics`` extra) — both as plain routes that
+no app-wide dependency reaches. :func:`install_error_handlers` turns the errors a
+request can cause into JSON answers (409, 400/401, 403, 404, 503). Importing this
+module needs FastAPI (``pip install "insightdb[fastapi]"``).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, get_args
@@ -27,17 +31,22 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installe
         'insightdb.fastapi needs FastAPI, which is not installed: pip install "insightdb[fastapi]"'
     ) from exc
 
-from beanie import Document
+from beanie.exceptions import DocumentNotFound
 from loguru import logger
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from insightdb import lifecycle
 from insightdb.core import InsightDB
 from insightdb.exceptions import (
+    CircuitOpenError,
     ConfigurationError,
+    DatabaseUnavailable,
     InsightDBError,
     MigrationError,
     TenantContextError,
+    TenantIsolationError,
 )
+from insightdb.registry import ModelSpec
 from insightdb.settings import Settings
 from insightdb.tenancy import tenant_context, validate_tenant_id
 
@@ -46,6 +55,7 @@ __all__ = [
     "TenantResolver",
     "get_db",
     "health_router",
+    "install_error_handlers",
     "lifespan",
     "metrics_router",
     "tenant_dependency",
@@ -64,14 +74,16 @@ def lifespan(
     settings: Settings | None = None,
     *,
     migrations: MigrationsMode = "check",
-    models: Iterable[type[Document]] | None = None,
+    models: Iterable[ModelSpec] | None = None,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Build a lifespan for ``FastAPI(lifespan=...)`` that runs insightdb.
 
     On startup it enables the ``insightdb`` loguru logger (adding no sink), awaits
     :func:`insightdb.init` and stores the runtime on ``app.state.insightdb``; on
     shutdown it closes that runtime. A failed startup (for example
-    :class:`~insightdb.DatabaseUnavailable`) propagates, so the server refuses to start.
+    :class:`~insightdb.DatabaseUnavailable`) is logged as one error line
+    (``insightdb: startup failed: DatabaseUnavailable: ...``) and propagates, so the
+    server refuses to start; its traceback comes after that line.
 
     Args:
         settings: Settings to start with; by default :func:`insightdb.get_settings`
@@ -81,7 +93,9 @@ def lifespan(
             while one is pending; ``"apply"`` applies pending revisions under each
             database's lock (replicas starting together wait for one another);
             ``"ignore"`` skips both.
-        models: Explicit models to route; by default ``settings.models`` is discovered.
+        models: Explicit models to route, as :func:`insightdb.init` takes them (classes,
+            dotted class paths, modules, package names); by default ``settings.models``
+            is discovered.
 
     Returns:
         A function taking the application and returning an async context manager.
@@ -101,11 +115,16 @@ def lifespan(
     @asynccontextmanager
     async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         logger.enable("insightdb")
-        db = await lifecycle.init(settings, models=chosen)
         try:
-            await _settle_migrations(db, migrations)
-        except BaseException:
-            await _close(db)
+            db = await lifecycle.init(settings, models=chosen)  # type: ignore[arg-type]
+            try:
+                await _settle_migrations(db, migrations)
+            except BaseException:
+                await _close(db)
+                raise
+        except InsightDBError as exc:
+            # The one useful line comes first; the server prints its traceback after it.
+            logger.error("insightdb: startup failed: {}: {}", type(exc).__name__, _line(exc))
             raise
         app.state.insightdb = db
         app.state.insightdb_migrations = migrations
@@ -153,30 +172,31 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
     log that could not be read because of overload leaves readiness as it is (this
     replica started with none pending, and only an operator's downgrade adds some).
 
+    Both probes are plain Starlette routes, not FastAPI path operations: FastAPI runs
+    no dependency for them — neither the application's (``FastAPI(dependencies=...)``,
+    an app-wide :func:`tenant_dependency` or authentication) nor ``include_router``'s —
+    so an orchestrator reaches them without a tenant or credentials. They are not in
+    the OpenAPI schema. Middleware still runs for them.
+
     Args:
-        prefix: The path prefix of both probes.
+        prefix: The path prefix of both probes (``""`` or starting with ``/``).
         timeout_s: The bound of each database ping of the readiness probe, in seconds.
 
     Returns:
         A router to pass to ``app.include_router``.
 
     Raises:
-        ConfigurationError: ``timeout_s`` is not positive.
+        ConfigurationError: ``timeout_s`` is not positive, or ``prefix`` does not start
+            with ``/``.
     """
     if not timeout_s > 0:
         raise ConfigurationError(f"health_router: timeout_s must be positive (got {timeout_s!r})")
-    router = APIRouter(prefix=prefix, tags=["health"])
+    base = _path("health_router", "prefix", prefix).rstrip("/")
 
-    @router.get("/live", summary="Liveness: the process is up (no database I/O)")
-    async def live() -> dict[str, str]:
-        return {"status": "alive"}
+    async def live(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
 
-    @router.get(
-        "/ready",
-        summary="Readiness: every database answers",
-        responses={503: {"description": "A database is down or insightdb is not started"}},
-    )
-    async def ready(request: Request) -> JSONResponse:
+    async def ready(request: Request) -> Response:
         db = _running_db(request)
         if db is None:
             return _no_store(503, {"status": "down", "error": _NOT_STARTED})
@@ -193,6 +213,10 @@ def health_router(prefix: str = "/health", *, timeout_s: float = 2.0) -> APIRout
             body["ready"] = ready
         return _no_store(200 if ready else 503, body)
 
+    router = APIRouter()
+    # add_route, not get(): a plain route runs no FastAPI dependency (see above).
+    router.add_route(f"{base}/live", live, methods=["GET"], name="insightdb_live")
+    router.add_route(f"{base}/ready", ready, methods=["GET"], name="insightdb_ready")
     return router
 
 
@@ -205,25 +229,32 @@ def metrics_router(path: str = "/metrics") -> APIRouter:
     without samples. To export through your own prometheus-client registry instead,
     register :class:`~insightdb.monitoring.prometheus.InsightDBCollector` in it.
 
+    Like the health probes, it is a plain Starlette route that no app-wide dependency
+    reaches (a scraper sends no tenant), and it is not in the OpenAPI schema.
+
     Args:
-        path: The route's path.
+        path: The route's path (starting with ``/``).
 
     Returns:
         A router to pass to ``app.include_router``.
 
     Raises:
         ImportError: prometheus-client is not installed (``insightdb[metrics]``).
+        ConfigurationError: ``path`` does not start with ``/``.
     """
     from insightdb.monitoring.prometheus import CONTENT_TYPE_LATEST, generate_metrics
 
-    router = APIRouter(tags=["metrics"])
+    route_path = _path("metrics_router", "path", path)
+    if route_path == "":
+        raise ConfigurationError("metrics_router: path must not be empty (e.g. '/metrics')")
 
-    @router.get(path, summary="Prometheus metrics of insightdb", response_class=Response)
     async def metrics(request: Request) -> Response:
         db = _running_db(request)
         body = generate_metrics(db if db is not None else (lambda: None))
         return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
+    router = APIRouter()
+    router.add_route(route_path, metrics, methods=["GET"], name="insightdb_metrics")
     return router
 
 
@@ -235,8 +266,17 @@ def tenant_dependency(
     The tenant comes from ``resolver(request)`` when given (a JWT claim, a subdomain;
     sync or async), else from the ``header``. The request then runs inside
     :func:`~insightdb.tenancy.tenant_context`, so every tenant-scoped query of the
-    handler is filtered. A request never runs unscoped: no tenant is a 400 (header) or
-    401 (resolver), an invalid one a 400, each with a JSON ``detail``.
+    handler is filtered. A request never runs unscoped. The answers, each a JSON
+    ``{"detail": {"error": ..., "message": ...}}``:
+
+    - no header: 400 ``tenant_required``;
+    - the resolver returns ``None`` or raises :class:`~insightdb.TenantContextError`
+      (its way to say "not authenticated for any tenant"): 401 ``tenant_required``;
+    - a tenant id that is not valid (see :func:`~insightdb.tenancy.validate_tenant_id`),
+      from either source: 400 ``invalid_tenant``.
+
+    Declare it app-wide to scope every route; the probes of :func:`health_router` and
+    :func:`metrics_router` stay reachable without a tenant.
 
     Example:
         ```py
@@ -250,33 +290,152 @@ def tenant_dependency(
 
     async def resolve_tenant(request: Request) -> AsyncIterator[str]:
         if resolver is not None:
-            found = resolver(request)
-            if inspect.isawaitable(found):
-                found = await found
+            try:
+                found = resolver(request)
+                if inspect.isawaitable(found):
+                    found = await found
+            except TenantContextError as exc:
+                raise _tenant_http_error(401, "tenant_required", exc.message) from None
             if found is None:
-                raise HTTPException(
-                    status_code=401,
-                    detail={"error": "tenant_required", "message": "no tenant for this request"},
-                )
+                raise _tenant_http_error(401, "tenant_required", "no tenant for this request")
         else:
             found = request.headers.get(header)
             if found is None:
-                raise HTTPException(
-                    status_code=400,
-                    detail={"error": "tenant_required", "message": f"missing {header} header"},
-                )
+                raise _tenant_http_error(400, "tenant_required", f"missing {header} header")
         try:
             tenant = validate_tenant_id(found)
         except TenantContextError as exc:
-            raise HTTPException(
-                status_code=400, detail={"error": "invalid_tenant", "message": exc.message}
-            ) from None
+            raise _tenant_http_error(400, "invalid_tenant", exc.message) from None
         # An async generator dependency runs in the handler's task, so the tenant set
         # here is the one the handler's queries see.
         with tenant_context(tenant):
             yield tenant
 
     return resolve_tenant
+
+
+def install_error_handlers(app: Starlette) -> None:
+    """Answer the errors a request can cause with JSON instead of a bare 500.
+
+    Every answer is ``{"detail": {"error": <name>, "message": <one fixed line>}}`` (the
+    shape of FastAPI's own ``HTTPException`` and of :func:`tenant_dependency`). Messages
+    are fixed per error: they never carry a document value, a tenant id or a server
+    address; the full one-line message is logged instead where an operator needs it.
+
+    - pymongo ``DuplicateKeyError``, or a ``BulkWriteError`` of duplicates only: 409
+      ``duplicate_key``, with ``fields`` (the unique index's field names) when the
+      server names them;
+    - :class:`~insightdb.TenantContextError`: 400 ``tenant_required``;
+    - :class:`~insightdb.TenantIsolationError`: 403 ``tenant_isolation`` (logged as a
+      warning);
+    - beanie ``DocumentNotFound``: 404 ``not_found``;
+    - :class:`~insightdb.DatabaseUnavailable`: 503 ``database_unavailable`` and
+      :class:`~insightdb.CircuitOpenError`: 503 ``circuit_open``, both with
+      ``Retry-After`` (logged as a warning).
+
+    A :class:`~insightdb.TenantContextError` that reaches a handler means a scoped
+    operation ran without a valid tenant: 400. The 401 for an unauthenticated request
+    comes from :func:`tenant_dependency`, where the resolver says so.
+    A :class:`~insightdb.TenantIsolationError` means the request asked for another
+    tenant's data (a body naming another ``tenant_id``, an update moving a document):
+    403, as for any request the caller is not allowed to make. ``Retry-After`` is the
+    circuit breaker's ``resilience.reset_timeout_s`` rounded up to whole seconds (at
+    least 1): the time after which the database is tried again.
+
+    Args:
+        app: The application (FastAPI or Starlette).
+    """
+    app.add_exception_handler(DuplicateKeyError, _on_duplicate_key)
+    app.add_exception_handler(BulkWriteError, _on_bulk_write_error)
+    app.add_exception_handler(TenantContextError, _on_tenant_context_error)
+    app.add_exception_handler(TenantIsolationError, _on_tenant_isolation_error)
+    app.add_exception_handler(DocumentNotFound, _on_document_not_found)
+    app.add_exception_handler(DatabaseUnavailable, _on_database_unavailable)
+
+
+_DUPLICATE_KEY_CODES = frozenset({11000, 11001})
+
+
+def _error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"detail": {"error": error, "message": message, **extra}}
+
+
+async def _on_duplicate_key(request: Request, exc: Exception) -> Response:
+    details = getattr(exc, "details", None) or {}
+    return _duplicate_answer([details])
+
+
+async def _on_bulk_write_error(request: Request, exc: Exception) -> Response:
+    errors = (getattr(exc, "details", None) or {}).get("writeErrors") or []
+    if not errors or any(e.get("code") not in _DUPLICATE_KEY_CODES for e in errors):
+        raise exc  # not only duplicates: left to the server's 500
+    return _duplicate_answer(errors)
+
+
+def _duplicate_answer(details: Iterable[Mapping[str, Any]]) -> Response:
+    fields: list[str] = []
+    for detail in details:
+        pattern = detail.get("keyPattern")
+        if isinstance(pattern, Mapping):
+            fields.extend(str(k) for k in pattern if str(k) not in fields)
+    extra = {"fields": fields} if fields else {}
+    body = _error_body(
+        "duplicate_key", "a document with the same unique key already exists", **extra
+    )
+    return JSONResponse(body, status_code=409)
+
+
+async def _on_tenant_context_error(request: Request, exc: Exception) -> Response:
+    logger.info("insightdb: {} {}: 400: {}", request.method, request.url.path, _line(exc))
+    body = _error_body("tenant_required", "this request needs a valid tenant")
+    return JSONResponse(body, status_code=400)
+
+
+async def _on_tenant_isolation_error(request: Request, exc: Exception) -> Response:
+    logger.warning("insightdb: {} {}: 403: {}", request.method, request.url.path, _line(exc))
+    body = _error_body("tenant_isolation", "the request would reach another tenant's data")
+    return JSONResponse(body, status_code=403)
+
+
+async def _on_document_not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse(_error_body("not_found", "document not found"), status_code=404)
+
+
+async def _on_database_unavailable(request: Request, exc: Exception) -> Response:
+    logger.warning("insightdb: {} {}: 503: {}", request.method, request.url.path, _line(exc))
+    if isinstance(exc, CircuitOpenError):
+        body = _error_body("circuit_open", "the database is failing; retry later")
+    else:
+        body = _error_body("database_unavailable", "the database is unavailable; retry later")
+    return JSONResponse(
+        body, status_code=503, headers={"Retry-After": str(_retry_after_s(request))}
+    )
+
+
+def _retry_after_s(request: Request) -> int:
+    db = getattr(request.app.state, "insightdb", None)
+    if not isinstance(db, InsightDB):
+        try:
+            db = lifecycle.current()
+        except InsightDBError:
+            return 1
+    return max(1, math.ceil(db.settings.resilience.reset_timeout_s))
+
+
+def _tenant_http_error(status_code: int, error: str, message: str) -> HTTPException:
+    return HTTPException(status_code=status_code, detail={"error": error, "message": message})
+
+
+def _line(exc: BaseException) -> str:
+    """The first line of an error's message (insightdb's messages are one line)."""
+    text = exc.message if isinstance(exc, InsightDBError) else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _path(function: str, argument: str, value: str) -> str:
+    if value and not value.startswith("/"):
+        raise ConfigurationError(f"{function}: {argument} must start with '/' (got {value!r})")
+    return value
 
 
 def _migrations_ready(found: Mapping[str, Any] | None) -> bool:

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
+import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from loguru import logger
 
 import insightdb
@@ -27,14 +32,16 @@ from insightdb import (
     InsightDBError,
     MigrationError,
     Settings,
+    current_tenant,
 )
-from insightdb.fastapi import get_db, health_router, lifespan
+from insightdb.fastapi import get_db, health_router, lifespan, metrics_router, tenant_dependency
 from models.admin.user import User
 from models.customer.client import Client
 
 pytestmark = pytest.mark.integration
 
 MODELS = [User, Client]
+ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30  # the first init creates indexes; generous, only a hang guard
 
 
@@ -295,3 +302,169 @@ async def test_example_health_and_about(example: httpx.AsyncClient) -> None:
     assert (await example.get("/health/ready")).status_code == 200
     about = (await example.get("/")).json()
     assert about == {"env": "testing", "models": {"admin": ["User"], "customer": ["Client"]}}
+
+
+# probes whatever app-wide dependencies declare -------------------------------------
+
+
+def _deny(request: Request) -> None:
+    """An app-wide dependency that refuses every request (authentication, say)."""
+    raise HTTPException(status_code=401, detail="no credentials")
+
+
+async def test_probes_answer_whatever_app_wide_dependencies_are_declared(
+    insightdb_settings: Settings,
+) -> None:
+    app = FastAPI(
+        lifespan=lifespan(insightdb_settings, models=MODELS, migrations="ignore"),
+        dependencies=[Depends(tenant_dependency()), Depends(_deny)],
+    )
+    app.include_router(health_router())
+    app.include_router(metrics_router())
+    # Dependencies given to include_router don't reach the probes either.
+    app.include_router(health_router("/internal"), dependencies=[Depends(_deny)])
+
+    @app.get("/scoped")
+    async def scoped() -> dict[str, str]:
+        return {"tenant": current_tenant() or ""}
+
+    async with serve(app) as client:
+        for path in ("/health/live", "/health/ready", "/internal/live", "/internal/ready"):
+            response = await client.get(path)  # no tenant header, no credentials
+            assert response.status_code == 200, (path, response.text)
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "insightdb_" in metrics.text
+        assert metrics.headers["content-type"].startswith("text/plain")
+        # Every other route still runs the app-wide dependencies.
+        refused = await client.get("/scoped")
+        assert refused.status_code == 400
+        assert refused.json()["detail"]["error"] == "tenant_required"
+        assert (await client.get("/scoped", headers={"X-Tenant-ID": "acme"})).status_code == 401
+    paths = set(app.openapi()["paths"])
+    assert paths == {"/scoped"}  # the probes are not API operations
+
+
+async def test_probes_with_an_app_wide_tenant_dependency_alone(
+    insightdb_settings: Settings,
+) -> None:
+    app = FastAPI(
+        lifespan=lifespan(insightdb_settings, models=MODELS, migrations="ignore"),
+        dependencies=[Depends(tenant_dependency())],
+    )
+    app.include_router(health_router())
+    app.include_router(metrics_router())
+    async with serve(app) as client:
+        assert (await client.get("/health/live")).json() == {"status": "alive"}
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json()["ready"] is True
+        assert (await client.get("/metrics")).status_code == 200
+        assert (await client.head("/health/live")).status_code == 200  # HEAD, as GET
+
+
+def test_probe_paths_must_start_with_a_slash() -> None:
+    with pytest.raises(ConfigurationError, match=r"^health_router: prefix must start with '/'"):
+        health_router("health")
+    with pytest.raises(ConfigurationError, match=r"^metrics_router: path must start with '/'"):
+        metrics_router("metrics")
+    with pytest.raises(ConfigurationError, match=r"^metrics_router: path must not be empty"):
+        metrics_router("")
+    paths = {route.path for route in health_router("").routes}  # type: ignore[attr-defined]
+    assert paths == {"/live", "/ready"}
+    paths = {route.path for route in health_router("/h/").routes}  # type: ignore[attr-defined]
+    assert paths == {"/h/live", "/h/ready"}
+
+
+# one log line for a failed startup --------------------------------------------------
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message).rstrip("\n")), format="{message}")
+    yield lines
+    logger.remove(sink)
+
+
+def _broken_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = f"broken_models_{uuid.uuid4().hex[:8]}"
+    (tmp_path / name / "admin").mkdir(parents=True)
+    (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / name / "admin" / "__init__.py").write_text("")
+    (tmp_path / name / "admin" / "user.py").write_text(
+        "from insightdb import AdminDocument\n\n\nclass U(AdminDocument):\n    x: Undefined\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return name
+
+
+async def test_a_failed_startup_logs_one_line_before_raising(
+    insightdb_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    log_lines: list[str],
+) -> None:
+    package = _broken_models(tmp_path, monkeypatch)
+    app = FastAPI(lifespan=lifespan(insightdb_settings, models=[package]))
+    with pytest.raises(insightdb.RoutingError) as caught:
+        async with serve(app):
+            pytest.fail("the application started with a broken model module")
+    failed = [line for line in log_lines if "startup failed" in line]
+    assert failed == [
+        f"insightdb: startup failed: RoutingError: model module '{package}.admin.user' can't be "
+        f"imported: {package}/admin/user.py:5: NameError: name 'Undefined' is not defined"
+    ]
+    assert str(caught.value) in failed[0]
+
+
+async def test_pending_migrations_log_one_line_too(
+    insightdb_settings: Settings, log_lines: list[str]
+) -> None:
+    from examples.fastapi_app import create_app
+
+    with pytest.raises(MigrationError):
+        async with serve(create_app(insightdb_settings, models=MODELS)):
+            pass
+    failed = [line for line in log_lines if "startup failed" in line]
+    assert len(failed) == 1
+    assert failed[0].startswith("insightdb: startup failed: MigrationError: pending migrations")
+
+
+def test_under_uvicorn_the_line_comes_before_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _broken_models(tmp_path, monkeypatch)
+    (tmp_path / "app.py").write_text(
+        "from fastapi import FastAPI\n"
+        "from insightdb.fastapi import lifespan\n"
+        "app = FastAPI(lifespan=lifespan())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTDB_") or "TEST" in k}
+    env.update(
+        INSIGHTDB_ENV="testing",
+        INSIGHTDB_MODELS=f'["{package}"]',
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app:app", "--port", "0", "--lifespan", "on"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang guard: the startup fails before any connection
+        check=False,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    failed = [i for i, line in enumerate(lines) if "insightdb: startup failed:" in line]
+    assert len(failed) == 1, done.stderr
+    assert (
+        f"RoutingError: model module '{package}.admin.user' can't be imported:"
+        in (lines[failed[0]])
+    )
+    assert f"{package}/admin/user.py:5: NameError" in lines[failed[0]]
+    tracebacks = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    assert tracebacks, done.stderr  # the server still shows the whole story, after the line
+    assert failed[0] < tracebacks[0], done.stderr

@@ -100,3 +100,40 @@ async def test_resolver_hook_for_claims_or_subdomains(insightdb_settings: Settin
             response = await b.get("/notes")
             assert response.status_code == 401
             assert response.json()["detail"]["error"] == "tenant_required"
+
+
+async def test_a_resolver_that_raises_tenant_context_error_is_401(
+    insightdb_settings: Settings,
+) -> None:
+    from insightdb import TenantContextError
+
+    def from_token(request: Request) -> str:
+        token = request.headers.get("authorization")
+        if token != "Bearer acme-token":
+            raise TenantContextError("no valid token")
+        return "acme"
+
+    app = _app(insightdb_settings, tenant_dependency(resolver=from_token))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            ok = await http.post(
+                "/notes", params={"text": "t"}, headers={"authorization": "Bearer acme-token"}
+            )
+            assert ok.json() == {"tenant": "acme", "seen": "acme"}
+            refused = await http.get("/notes", headers={"authorization": "Bearer forged"})
+            assert refused.status_code == 401
+            assert refused.json()["detail"] == {
+                "error": "tenant_required",
+                "message": "no valid token",
+            }
+
+
+async def test_a_resolver_returning_an_invalid_tenant_is_400(insightdb_settings: Settings) -> None:
+    app = _app(insightdb_settings, tenant_dependency(resolver=lambda request: "a.b"))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.get("/notes")
+            assert response.status_code == 400
+            assert response.json()["detail"]["error"] == "invalid_tenant"
