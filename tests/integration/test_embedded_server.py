@@ -1,12 +1,22 @@
-"""EmbeddedServer against the real child process: start, serve, persist, fail and stop."""
+"""EmbeddedServer against the real child process: start, serve, persist, fail and stop.
+
+Also the shared development server (:mod:`insightdb.devserver`): one per project directory,
+reused across processes, safe against concurrent starts and stale records; each test uses
+its own temporary project and stops its server by the recorded PID.
+"""
 
 from __future__ import annotations
 
 import gc
+import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +24,14 @@ import psutil
 import pymongo
 import pytest
 
+import insightdb
+from insightdb.devserver import (
+    ProjectFiles,
+    ServerRecord,
+    SharedDevServer,
+    server_status,
+    stop_server,
+)
 from insightdb.exceptions import ConfigurationError, DatabaseUnavailable
 from insightdb.testing.server import (
     PYTHON_ENV_VAR,
@@ -225,3 +243,166 @@ def test_no_suitable_python_is_configuration_error(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigurationError, match=PYTHON_ENV_VAR) as info:
         EmbeddedServer()
     assert "\n" not in str(info.value)
+
+
+# --- the shared development server (insightdb.devserver) -------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    """An empty project directory whose shared server, if any, is stopped afterwards."""
+    yield tmp_path
+    stop_server(tmp_path, timeout=2)
+
+
+def _record(project: Path) -> ServerRecord:
+    record = ServerRecord.read(ProjectFiles.of(project).state)
+    assert record is not None
+    return record
+
+
+def test_shared_server_is_started_once_and_reused(project: Path) -> None:
+    first = SharedDevServer(project)
+    with first:
+        assert first.started_here
+        pid, uri = first.pid, first.uri
+        with pymongo.MongoClient[dict[str, Any]](_bounded(uri)) as client:
+            client.app.items.insert_one({"_id": 1})
+    # Leaving the block only lets go of it: the server and its data stay for the next process.
+    assert psutil.pid_exists(pid)
+    assert _record(project).pid == pid
+    second = SharedDevServer(project)
+    with second, pymongo.MongoClient[dict[str, Any]](_bounded(second.uri)) as client:
+        assert not second.started_here
+        assert second.pid == pid
+        assert client.app.items.find_one({"_id": 1}) == {"_id": 1}
+        assert "reused" in second.describe()
+    assert (project / ".insightdb" / ".gitignore").read_text(encoding="utf-8").endswith("*\n")
+
+    stopped = stop_server(project)
+
+    assert stopped is not None
+    assert stopped.pid == pid
+    assert _exits_within(psutil.Process(pid), seconds=5)
+    assert not ProjectFiles.of(project).state.exists()
+    assert server_status(project) is None
+    assert stop_server(project) is None
+
+
+def test_concurrent_starts_share_one_server(project: Path) -> None:
+    code = (
+        "import sys; from insightdb.devserver import SharedDevServer\n"
+        "s = SharedDevServer(sys.argv[1]); s.start(); print(s.pid)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(project)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+
+    assert [proc.returncode for proc in procs] == [0] * 4, outputs
+    pids = {int(out) for out, _ in outputs}
+    assert pids == {_record(project).pid}
+    (pid,) = pids
+    # One server process for this project, whatever the number of starters.
+    serving = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(ProjectFiles.of(project).state) in (p.info["cmdline"] or [])
+    ]
+    assert [p.pid for p in serving] == [pid]
+
+
+def test_record_of_a_killed_server_is_replaced(project: Path) -> None:
+    with SharedDevServer(project) as server:
+        dead, dead_port = server.pid, server.port
+    os.kill(dead, signal.SIGKILL)  # the server we started, by its recorded PID
+    assert _exits_within(psutil.Process(dead), seconds=10)
+    assert _record(project).pid == dead  # it had no chance to remove its record
+
+    with SharedDevServer(project) as server:
+        assert server.started_here
+        assert server.pid != dead
+        assert _record(project).pid == server.pid
+    assert _refuses(dead_port) or _record(project).port != dead_port
+
+
+def test_record_naming_another_process_and_port_is_not_trusted(project: Path) -> None:
+    # A stale record whose PID now belongs to an unrelated process (this test's), and whose
+    # port something else listens on: neither is taken for the server, nor signalled.
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        files = ProjectFiles.of(project)
+        files.prepare()
+        files.state.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "port": taken,
+                    "uri": f"mongodb://127.0.0.1:{taken}/?directConnection=true",
+                    "engine": "memory",
+                    "data_dir": None,
+                    "started_at": 0.0,
+                }
+            ),
+            encoding="utf-8",
+        )
+        assert stop_server(project) is None  # and this process is still here to say so
+        files.state.write_text(json.dumps({"pid": os.getpid(), "port": taken}), encoding="utf-8")
+        with SharedDevServer(project) as server:
+            assert server.started_here
+            assert server.port != taken
+            assert server.pid != os.getpid()
+
+
+def test_sqlite_shared_server_keeps_data_across_stops(project: Path) -> None:
+    with SharedDevServer(project, engine="sqlite", data_dir=".insightdb/data") as server:
+        assert "sqlite engine, data in .insightdb/data" in server.describe()
+        with pymongo.MongoClient[dict[str, Any]](_bounded(server.uri)) as client:
+            client.app.items.insert_one({"_id": "kept"})
+    assert stop_server(project) is not None
+
+    with (
+        SharedDevServer(project, engine="sqlite", data_dir=".insightdb/data") as server,
+        pymongo.MongoClient[dict[str, Any]](_bounded(server.uri)) as client,
+    ):
+        assert server.started_here
+        assert client.app.items.find_one({"_id": "kept"}) == {"_id": "kept"}
+    assert (project / ".insightdb" / "data" / "insightdb.sqlite").exists()
+
+
+def test_shared_server_that_cannot_start_is_one_line(project: Path) -> None:
+    server = SharedDevServer(project, python="/bin/false")
+    with pytest.raises(DatabaseUnavailable, match="could not start") as info:
+        server.start()
+    assert "\n" not in str(info.value)
+    assert server_status(project) is None
+
+
+async def test_testing_environment_never_uses_the_shared_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with insightdb.connect(insightdb.Settings(env="testing"), models=[]) as db:
+        assert db.uses_embedded_server()
+    assert not (tmp_path / ".insightdb").exists()
+
+
+async def test_development_runtime_uses_the_shared_server(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    async with insightdb.connect(insightdb.Settings(), models=[]) as db:
+        assert db.uses_embedded_server()
+        assert (await db.health()).ready
+        pid = _record(project).pid
+    # close() let go of it; it keeps serving the project's other processes.
+    assert server_status(project) is not None
+    assert _record(project).pid == pid
