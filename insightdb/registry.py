@@ -289,7 +289,7 @@ def _import_tree(package_name: str) -> Iterator[types.ModuleType]:
     package = _import_optional(package_name)
     if package is None:
         raise RoutingError(
-            f"model package {package_name!r} can't be imported: no module named {package_name!r}"
+            f"model package {package_name!r} can't be imported: No module named {package_name!r}"
         )
     yield package
     yield from _import_children(package)
