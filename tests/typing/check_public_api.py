@@ -61,3 +61,8 @@ app = FastAPI(
     dependencies=[Depends(insightdb.fastapi.tenant_dependency())],
 )
 app.include_router(insightdb.fastapi.health_router())
+app.include_router(insightdb.fastapi.metrics_router())
+insightdb.fastapi.install_error_handlers(app)
+
+# lifespan(models=...) takes classes, dotted class paths, modules and package names.
+by_path = FastAPI(lifespan=insightdb.fastapi.lifespan(models=["models.admin.user.User", "models"]))
