@@ -30,7 +30,7 @@ from insightdb.exceptions import (
 )
 from insightdb.fastpath import find_as, find_one_as
 from insightdb.health import GroupHealth, HealthReport, PoolHealth, ServerHealth, TopologyHealth
-from insightdb.lifecycle import close, connect, current, init
+from insightdb.lifecycle import close, connect, current, init, transaction
 from insightdb.monitoring import Alert, MetricsSnapshot
 from insightdb.registry import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
@@ -65,6 +65,7 @@ __all__ = [
     "connect",
     "current",
     "init",
+    "transaction",
     # settings
     "Settings",
     "get_settings",

@@ -55,6 +55,7 @@ from insightdb.scoping import (
     scope_replacement,
     scope_update,
 )
+from insightdb.session_context import active_transaction
 from insightdb.tenancy import current_tenant, unscoped_reason
 
 __all__ = [
@@ -259,10 +260,10 @@ class GuardedCollection:
         if unscoped_reason() is not None:
             if args:
                 kwargs = bind_positional(operation, self._label, args, kwargs)
-            unwrap_session(kwargs)
+            self._join(operation, kwargs)
             return None, kwargs
         kwargs = check_options(operation, self._label, args, kwargs)
-        unwrap_session(kwargs)
+        self._join(operation, kwargs)
         if not self._scoped:
             return None, kwargs
         tenant = current_tenant()
@@ -276,6 +277,16 @@ class GuardedCollection:
                 kwargs.get("collation"), f"{self._label}.{operation}"
             )
         return tenant, kwargs
+
+    def _join(self, operation: str, kwargs: dict[str, Any]) -> None:
+        """Use the open transaction's session unless ``session=`` was given."""
+        if kwargs.get("session") is not None:
+            unwrap_session(kwargs)
+            return
+        active = active_transaction()
+        # count (estimated_document_count) can't run in a transaction.
+        if active is not None and operation != "estimated_document_count":
+            kwargs["session"] = active.session_for(self._raw.database.client, self._label)
 
     def _cutoff(self) -> float | None:
         """Seconds after which an operation is abandoned, or ``None`` for no bound."""

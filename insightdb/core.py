@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,6 @@ import pymongo
 from beanie import Document, init_beanie
 from loguru import logger
 from pymongo import AsyncMongoClient
-from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import PyMongoError
 
 from insightdb._driver_errors import is_connectivity_error, masked_first_line, unavailable
@@ -55,7 +53,7 @@ from insightdb.monitoring import Alert, AlertHook, BreakerMetrics, MetricsSnapsh
 from insightdb.registry import ModelRegistry, build_registry, clean_bases, resolve_collections
 from insightdb.settings import GROUPS, Settings
 from insightdb.startup import wait_until_reachable
-from insightdb.transactions import transaction
+from insightdb.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 
 if TYPE_CHECKING:
     from insightdb.testing.server import EmbeddedServer
@@ -326,27 +324,41 @@ class InsightDB:
         return self._monitoring.alerts.subscribe(hook)
 
     def transaction(
-        self, groups: Sequence[str] = GROUPS, **options: Any
-    ) -> AbstractAsyncContextManager[AsyncClientSession]:
+        self,
+        groups: Sequence[str] = GROUPS,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        **options: Any,
+    ) -> Transaction:
         """Run a block in one transaction over ``groups`` (both databases by default).
 
-        Pass the yielded session to every operation inside (``session=session``);
-        the transaction commits when the block ends and aborts if it raises. Both
-        databases can share a transaction only when they are on one cluster.
+        Every insightdb Document operation inside the block, in either group, joins
+        the transaction without ``session=`` (an explicit ``session=`` still wins).
+        It commits when the block ends and aborts if it raises. ``async with`` runs
+        the block once; ``async for attempt in db.transaction(): async with
+        attempt:`` and ``await db.transaction().run(fn)`` also re-run it on a
+        transient error, like the driver's ``with_transaction`` — so the block may
+        run more than once. Both databases share a transaction only on one cluster.
 
         Example:
             ```py
-            async with db.transaction() as session:
-                await user.save(session=session)
-                await client.save(session=session)
+            async with db.transaction():
+                await user.save()
+                await client.save()
             ```
+
+        Args:
+            groups: The groups the block writes to.
+            max_attempts: How many times the retrying forms run the block at most.
+            **options: ``start_transaction`` options (``read_concern``,
+                ``write_concern``, ``read_preference``, ``max_commit_time_ms``).
 
         Raises:
             TransactionError: The groups are on different clusters, the deployment has
                 no transactions, or the commit failed.
         """
         self._require_handler()
-        return transaction(self.client, groups, **options)  # type: ignore[arg-type]
+        return Transaction(self.client, groups, max_attempts=max_attempts, options=options)
 
     async def __aenter__(self) -> InsightDB:
         await self.start()

@@ -7,16 +7,18 @@ before starting the next (tests, reloads), and :func:`close` closes the current 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from beanie import Document
 
 from insightdb.core import InsightDB
 from insightdb.exceptions import InsightDBError
-from insightdb.settings import Settings, get_settings
+from insightdb.settings import GROUPS, Settings, get_settings
+from insightdb.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 
-__all__ = ["close", "connect", "current", "init"]
+__all__ = ["close", "connect", "current", "init", "transaction"]
 
 _current: InsightDB | None = None
 
@@ -88,3 +90,20 @@ async def connect(
         if _current is runtime:
             _current = None
         await runtime.close()
+
+
+def transaction(
+    groups: Sequence[str] = GROUPS, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, **options: Any
+) -> Transaction:
+    """:meth:`InsightDB.transaction` of the runtime started by :func:`init`.
+
+    Example:
+        ```python
+        async with insightdb.transaction():
+            await account.insert()  # no session= needed
+        ```
+
+    Raises:
+        InsightDBError: No runtime is started.
+    """
+    return current().transaction(groups, max_attempts=max_attempts, **options)

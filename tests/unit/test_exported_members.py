@@ -21,6 +21,7 @@ EXPECTED = {
     "connect",
     "current",
     "init",
+    "transaction",
     "Settings",
     "get_settings",
     "GroupHealth",
