@@ -32,6 +32,7 @@ from insightdb.fastpath import find_as, find_one_as
 from insightdb.health import GroupHealth, HealthReport, PoolHealth, ServerHealth, TopologyHealth
 from insightdb.lifecycle import close, connect, current, init, transaction
 from insightdb.monitoring import Alert, MetricsSnapshot
+from insightdb.plugins import Audited, SoftDeletable, Timestamped, actor_context
 from insightdb.registry import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
 from insightdb.tenancy import TenantScoped, current_tenant, tenant_context, unscoped
@@ -56,6 +57,11 @@ __all__ = [
     "current_tenant",
     "tenant_context",
     "unscoped",
+    # model plugins and references
+    "Audited",
+    "SoftDeletable",
+    "Timestamped",
+    "actor_context",
     # fast reads
     "find_as",
     "find_one_as",

@@ -238,3 +238,30 @@ def test_beanie_reaches_the_driver_only_through_the_guarded_seams() -> None:
         if _DRIVER_ACCESS.search(path.read_text(encoding="utf-8"))
     }
     assert touching <= _BEANIE_DRIVER_SEAMS, sorted(touching - _BEANIE_DRIVER_SEAMS)
+
+
+# insightdb's own additions to Documents: the plugin mixins' public methods. Each reaches
+# the driver only through the model's collection (the plugin collection wrapping the
+# guarded one): delete/hard_delete/restore are Beanie's delete and set underneath.
+_PLUGIN_METHODS = {
+    "Timestamped": {"get_pymongo_collection"},
+    "SoftDeletable": {"get_pymongo_collection", "delete", "hard_delete", "restore", "is_deleted"},
+    "Audited": {"get_pymongo_collection"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PLUGIN_METHODS))
+def test_plugin_mixins_add_only_the_reviewed_public_methods(name: str) -> None:
+    from insightdb import plugins
+
+    mixin = getattr(plugins, name)
+    current = _public(mixin, BaseModel) - {"__getitem__", "__getattr__"}
+    assert current == _PLUGIN_METHODS[name], sorted(current ^ _PLUGIN_METHODS[name])
+
+
+def test_the_plugin_collection_implements_every_data_method() -> None:
+    """No read or write path can skip a plugin by falling through to the guarded one."""
+    from insightdb.plugins.collection import PluginCollection
+
+    for name in allowlist.COLLECTION_DATA | {"with_options", "__getitem__"}:
+        assert name in vars(PluginCollection), name
