@@ -45,6 +45,7 @@ __all__ = [
     "clean_bases",
     "discover_models",
     "resolve_collections",
+    "resolve_model_specs",
 ]
 
 # What Beanie can initialise: documents, union documents and views.
