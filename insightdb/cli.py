@@ -41,10 +41,26 @@ from insightdb.health import HealthReport
 from insightdb.registry import build_registry
 from insightdb.settings import Settings, get_settings
 
-__all__ = ["CLIState", "build_app", "get_state", "main", "put_project_on_path"]
+__all__ = [
+    "CLIState",
+    "build_app",
+    "build_command",
+    "get_state",
+    "main",
+    "put_project_on_path",
+    "usage_error",
+]
 
 _LOG_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {extra[_masked]}\n"
 _USAGE_ERRORS = (ConfigurationError, RoutingError)
+# click's exception classes, found from typer's public BadParameter: typer 0.2x vendors its own
+# copy of click, older versions use click itself.
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
 
 class Environment(StrEnum):
@@ -129,6 +145,16 @@ class CLIState:
 def get_state(ctx: typer.Context) -> CLIState:
     """Return the invocation's :class:`CLIState` (created if the app runs without main)."""
     return ctx.ensure_object(CLIState)
+
+
+def usage_error(ctx: typer.Context, message: str) -> Exception:
+    """Return click's usage error for ``message``: ``main`` prints it as one line, exit 2.
+
+    Args:
+        ctx: The command's context (names the command in the hint).
+        message: What is wrong with the arguments.
+    """
+    return _USAGE_ERROR(message, ctx)
 
 
 def put_project_on_path() -> None:
@@ -236,7 +262,10 @@ def models_command(
 def health_command(
     ctx: typer.Context,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Bound of each group's ping, in seconds.")
+        float,
+        typer.Option(
+            "--timeout", min=0.1, metavar="SECONDS", help="Bound of each group's ping, in seconds."
+        ),
     ] = 2.0,
 ) -> None:
     """Connect, ping both databases and print a JSON report; exit 1 when not ready."""
@@ -265,11 +294,12 @@ def server_command(
             help="SQLite data directory; default the embedded.data_dir setting.",
         ),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Loopback address to listen on.")] = (
-        "127.0.0.1"
-    ),
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Loopback address to listen on.")
+    ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
+        int,
+        typer.Option("--port", min=0, max=65535, metavar="PORT", help="Port; 0 picks a free one."),
     ] = 0,
 ) -> None:
     """Run the project's shared development server (an emulator) in the foreground.
@@ -383,8 +413,26 @@ def build_app() -> typer.Typer:
     return app
 
 
+def build_command() -> Any:
+    """Build the ``insightdb`` click command (typer's) with plain help output.
+
+    Flags show no ``<bool>`` type in ``--help``: they take no value.
+
+    Returns:
+        The click command that :func:`main` runs.
+    """
+    command = typer.main.get_command(build_app())
+    _plain_flags(command, None, "insightdb")
+    return command
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the ``insightdb`` command line and exit.
+
+    Exit status: 0 on success; 1 for an insightdb error (or a command's own "no", such
+    as ``health`` on a database that is down); 2 for a configuration or routing error
+    and for wrong usage (unknown command or option, invalid or missing value). Every
+    error is one line on stderr.
 
     Args:
         argv: The arguments; ``sys.argv[1:]`` when ``None``.
@@ -400,9 +448,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         backtrace=False,
         diagnose=False,  # variable values in tracebacks could be secrets
     )
-    app = build_app()
+    command = build_command()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=None if argv is None else list(argv), prog_name="insightdb", obj=state)
+        result = command.main(args=args, prog_name="insightdb", obj=state, standalone_mode=False)
     except InsightDBError as exc:
         if state.traceback:
             sys.stderr.write(mask_text("".join(traceback.format_exception(exc))))
@@ -410,10 +459,41 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             sys.stderr.write(f"error: {_one_line(str(exc))}\n")
         sys.stderr.flush()
         raise SystemExit(2 if isinstance(exc, _USAGE_ERRORS) else 1) from None
-    raise SystemExit(0)  # click exits by itself in standalone mode; this is a backstop
+    except _USAGE_ERROR as exc:
+        shown: Any = exc  # click's UsageError: format_message(), ctx
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `insightdb` or group: the help
+            sys.stdout.write(shown.format_message() + "\n")
+            raise SystemExit(0) from None
+        where = shown.ctx.command_path if shown.ctx is not None else "insightdb"
+        message = _one_line(shown.format_message()).replace("Value error, ", "")
+        sys.stderr.write(f"error: {message} (see '{where} -h')\n")
+        raise SystemExit(2) from None
+    except _CLICK_ERROR as exc:
+        failed: Any = exc  # click's ClickException: format_message(), exit_code
+        sys.stderr.write(f"error: {_one_line(failed.format_message())}\n")
+        raise SystemExit(failed.exit_code) from None
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        raise SystemExit(130) from None
+    raise SystemExit(result if isinstance(result, int) else 0)
 
 
 # --- helpers --------------------------------------------------------------------------
+
+
+def _plain_flags(command: Any, parent: typer.Context | None, name: str) -> None:
+    # typer's rich help prints a type for every option; a flag takes no value, so show none.
+    # The help option is created once per command and cached, so blanking it here sticks
+    # (its context carries the command's settings, so it is the same -h/--help as at run).
+    ctx = typer.Context(command, info_name=name, parent=parent, **command.context_settings)
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    if hasattr(command, "list_commands"):
+        for sub_name in command.list_commands(ctx):
+            sub = command.get_command(ctx, sub_name)
+            if sub is not None:
+                _plain_flags(sub, ctx, sub_name)
 
 
 def _log_format(record: Any) -> str:

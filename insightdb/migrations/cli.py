@@ -4,8 +4,9 @@ Each command's help is the docstring of its function in
 :mod:`insightdb.migrations.command`; this module only parses options, reaches the
 settings through the root app's state, runs the command and prints the result. Errors
 are :class:`~insightdb.exceptions.InsightDBError` and are printed as one line by
-``insightdb.cli.main`` (exit status 1). ``status`` and ``check`` exit 1 when a database
-has pending revisions.
+``insightdb.cli.main`` (exit status 1); wrong usage (``down`` without exactly one of
+``--steps``/``--to``, ``--to`` without one ``--db``) is found here first and exits 2.
+``status`` and ``check`` exit 1 when a database has pending revisions.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ DryRunOption = Annotated[
 
 def new_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Words naming the change, e.g. add_role_index.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Words naming the change, e.g. add_role_index.")
+    ],
     db: OneDbOption,
     style: Annotated[Style, typer.Option("--style", help="File style.")] = Style.function,
     merge: Annotated[bool, typer.Option("--merge", help="Merge every head.")] = False,
@@ -122,13 +125,14 @@ def up_cmd(
         bool, typer.Option("--allow-changed", help="Accept applied files that changed.")
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Documents per batch.")
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Documents per batch.")
     ] = 1000,
     progress: Annotated[
         ProgressChoice, typer.Option("--progress", help="auto: a bar on a terminal, else logs.")
     ] = ProgressChoice.auto,
     lock_ttl: LockTtlOption = 60.0,
 ) -> None:
+    _one_chain_for_to(ctx, db, to)
     options = RunOptions(batch_size=batch_size, progress=progress.value, lock_ttl_s=lock_ttl)
     results = asyncio.run(
         command.up(
@@ -156,10 +160,13 @@ def down_cmd(
     dry_run: DryRunOption = False,
     wait: WaitOption = 0.0,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Documents per batch.")
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Documents per batch.")
     ] = 1000,
     lock_ttl: LockTtlOption = 60.0,
 ) -> None:
+    if (steps is None) == (to is None):
+        raise _usage_error(ctx, "migrate down needs exactly one of --steps N or --to REV")
+    _one_chain_for_to(ctx, db, to)
     options = RunOptions(batch_size=batch_size, lock_ttl_s=lock_ttl)
     results = asyncio.run(
         command.down(
@@ -225,6 +232,20 @@ def stamp_cmd(
     result = asyncio.run(command.stamp(_settings(ctx), revision, group=db.value, wait_s=wait))
     ids = ", ".join(r.revision for r in result.revisions) or "nothing new"
     typer.echo(f"{result.group}: stamped {revision} (recorded: {ids})")
+
+
+def _one_chain_for_to(ctx: typer.Context, db: DbChoice, to: str | None) -> None:
+    # A usage error (exit 2), found before connecting; command.up/down check it too.
+    if to is not None and db is DbChoice.all:
+        raise _usage_error(
+            ctx, "--to names a revision of one chain: add --db admin or --db customer"
+        )
+
+
+def _usage_error(ctx: typer.Context, message: str) -> Exception:
+    from insightdb.cli import usage_error  # the root app imports this module
+
+    return usage_error(ctx, message)
 
 
 def _print_results(results: list[RunResult]) -> None:

@@ -37,13 +37,7 @@ down_revision = ${down_revision_literal}
 
 async def upgrade(ctx: MigrationContext) -> None:
     """Apply this revision to the ${group} database."""
-    # Examples (ctx.database is the ${group} database):
-    #   await ctx.database["users"].create_index("role", name="role_1")
-    #   await ctx.update_with_pipeline(
-    #       "users", {"status": {"$$exists": False}}, [{"$$set": {"status": "active"}}]
-    #   )
-    #   await ctx.for_each("users", lambda doc: {"$$set": {"email": doc["email"].lower()}})
-
+${examples}
 
 async def downgrade(ctx: MigrationContext) -> None:
     """Undo upgrade() on the ${group} database."""
@@ -104,6 +98,30 @@ class Backward:
 STYLES = {"function": _FUNCTION, "beanie": _BEANIE}
 """The template of each ``--style``."""
 
+# The commented examples of a function-style upgrade(), on a collection of that group: a
+# customer revision must not suggest touching the admin database's users.
+_EXAMPLES = {
+    "admin": """\
+    # Examples (ctx.database is the admin database):
+    #   await ctx.database["users"].create_index("role", name="role_1")
+    #   await ctx.update_with_pipeline(
+    #       "users", {"status": {"$exists": False}}, [{"$set": {"status": "active"}}]
+    #   )
+    #   await ctx.for_each("users", lambda doc: {"$set": {"email": doc["email"].lower()}})
+""",
+    "customer": """\
+    # Examples (ctx.database is the customer database; a migration sees every tenant's
+    # documents, so keep tenant_id in indexes and never move a document between tenants):
+    #   await ctx.database["clients"].create_index(
+    #       [("tenant_id", 1), ("name", 1)], name="tenant_id_1_name_1"
+    #   )
+    #   await ctx.update_with_pipeline(
+    #       "clients", {"status": {"$exists": False}}, [{"$set": {"status": "active"}}]
+    #   )
+    #   await ctx.for_each("clients", lambda doc: {"$set": {"name": doc["name"].strip()}})
+""",
+}
+
 
 def render(
     style: str,
@@ -136,6 +154,7 @@ def render(
         revises=", ".join(down_revisions) or "<base>",
         date=date,
         group=group,
+        examples=_EXAMPLES.get(group, ""),
         revision_literal=_quoted(revision),
         down_revision_literal=down_literal,
     )

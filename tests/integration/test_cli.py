@@ -162,8 +162,68 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = run_cli("--help", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    for command in ("config", "models", "health", "server"):
+    for command in ("config", "models", "health", "server", "migrate", "seed"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(), ("models",), ("migrate", "up"), ("migrate", "down"), ("seed", "run"), ("server",)],
+)
+def test_help_shows_no_type_for_flags(tmp_path: Path, command: tuple[str, ...]) -> None:
+    result = run_cli(*command, "--help", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "<bool>" not in result.stdout
+    assert "-h" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("no-such-command",), "No such command 'no-such-command'"),
+        (("models", "--no-such-option"), "No such option: --no-such-option"),
+        (("migrate", "up", "--db", "billing"), "'billing' is not one of 'admin'"),
+        (("migrate", "new", "x"), "Missing option '--db'"),
+        (("migrate", "down"), "needs exactly one of --steps N or --to REV"),
+        (("migrate", "up", "--to", "abc"), "--to names a revision of one chain"),
+        (("health", "--timeout", "zero"), "--timeout"),
+        (("--env", "prod", "models"), "'prod' is not one of"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    line = _one_line(result.stderr)
+    assert line.startswith("error: ")
+    assert expected in line
+    assert "Value error" not in line
+    assert line.endswith("-h')")
+
+
+def test_bare_command_prints_the_help(tmp_path: Path) -> None:
+    result = run_cli(cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "Usage: insightdb" in result.stdout
+
+
+def test_customer_revision_template_uses_a_customer_collection(tmp_path: Path) -> None:
+    created = {}
+    for group in ("admin", "customer"):
+        result = run_cli("migrate", "new", "first change", "--db", group, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        (path,) = (tmp_path / "migrations" / group).glob("*.py")
+        created[group] = path.read_text(encoding="utf-8")
+        compile(created[group], str(path), "exec")
+
+    assert '"users"' in created["admin"]
+    assert '"users"' not in created["customer"]
+    assert '"clients"' in created["customer"]
+    assert "tenant_id" in created["customer"]
 
 
 @pytest.mark.parametrize("output", ["json", "toml"])
