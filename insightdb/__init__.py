@@ -33,6 +33,7 @@ from insightdb.health import GroupHealth, HealthReport, PoolHealth, ServerHealth
 from insightdb.lifecycle import close, connect, current, init, transaction
 from insightdb.monitoring import Alert, MetricsSnapshot
 from insightdb.plugins import Audited, SoftDeletable, Timestamped, actor_context
+from insightdb.references import CrossRef
 from insightdb.registry import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
 from insightdb.tenancy import TenantScoped, current_tenant, tenant_context, unscoped
@@ -59,6 +60,7 @@ __all__ = [
     "unscoped",
     # model plugins and references
     "Audited",
+    "CrossRef",
     "SoftDeletable",
     "Timestamped",
     "actor_context",

@@ -265,3 +265,14 @@ def test_the_plugin_collection_implements_every_data_method() -> None:
 
     for name in allowlist.COLLECTION_DATA | {"with_options", "__getitem__"}:
         assert name in vars(PluginCollection), name
+
+
+def test_crossref_adds_only_the_reviewed_public_methods() -> None:
+    """A reference reads its target only through the target model's own find()."""
+    from pydantic import RootModel
+
+    from insightdb.references import CrossRef
+
+    reviewed = {"document", "group", "id", "model", "resolve", "resolved", "target"}
+    current = _public(CrossRef, RootModel) - {"__getitem__", "__getattr__"}
+    assert current == reviewed, sorted(current ^ reviewed)

@@ -19,6 +19,7 @@ EXPECTED = {
     "Timestamped",
     "SoftDeletable",
     "Audited",
+    "CrossRef",
     "actor_context",
     "InsightDB",
     "close",
