@@ -587,6 +587,16 @@ def _check_collections(
         )
         pipeline = getattr(getattr(route.model, "Settings", None), "pipeline", None) or []
         if source_name in scoped[route.group]:
+            crossing = _cross_tenant_stage(pipeline, scoped[route.group].__contains__)
+            if crossing is not None:
+                raise RoutingError(
+                    f"{route.name} (a View) over tenant-scoped {source_name!r} uses {crossing}, "
+                    "which the server runs over every tenant's documents before insightdb can "
+                    "filter the view by tenant; keep view pipelines to per-document stages "
+                    "($match, $project, $set, $unset, $unwind, $sort, lookups of collections "
+                    "that are not tenant-scoped) and run the rest with Model.aggregate(), "
+                    "which insightdb scopes"
+                )
             scoped[route.group].add(name_of(route))
         elif reads_scoped(pipeline, scoped[route.group].__contains__):
             raise RoutingError(
@@ -595,6 +605,38 @@ def _check_collections(
                 "view on the scoped collection, or read it with aggregate() instead"
             )
     return {g: frozenset(names) for g, names in scoped.items()}
+
+
+# Stages whose output document derives from one input document: a view built only from
+# them, over a tenant-scoped source, is scoped by filtering its output by tenant.
+_PER_DOCUMENT_STAGES = frozenset(
+    {
+        "$match",
+        "$project",
+        "$addFields",
+        "$set",
+        "$unset",
+        "$unwind",
+        "$replaceRoot",
+        "$replaceWith",
+        "$redact",
+        "$sort",
+        "$lookup",
+        "$unionWith",
+        "$graphLookup",
+    }
+)
+
+
+def _cross_tenant_stage(pipeline: Sequence[Any], is_scoped: Callable[[str], bool]) -> str | None:
+    """What in a view's pipeline mixes tenants (a stage, a scoped lookup), or None."""
+    for stage in pipeline:
+        for name in stage if isinstance(stage, dict) else (repr(stage),):
+            if name not in _PER_DOCUMENT_STAGES:
+                return str(name)
+    if reads_scoped(pipeline, is_scoped):
+        return "a lookup into a tenant-scoped collection"
+    return None
 
 
 def _inited(model: type[Any]) -> bool:

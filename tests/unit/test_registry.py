@@ -428,3 +428,328 @@ def test_an_insightdb_error_raised_by_a_model_module_passes_unchanged(
     )
     with pytest.raises(ConfigurationError, match=r"^FEATURE_X: required$"):
         build_registry(packages=[package])
+
+
+# -- collections as Beanie resolves them (issue 9) --------------------------------------------
+
+
+def test_a_plain_base_and_a_scoped_child_share_the_inherited_collection() -> None:
+    from insightdb import TenantScoped
+
+    class SharedBase(CustomerDocument):
+        title: str = ""
+
+        class Settings:
+            name = "shared_things"
+
+    class ScopedChild(TenantScoped, SharedBase):
+        pass
+
+    # The child inherits Settings.name: both models use one collection.
+    assert build_registry(models=[ScopedChild]).route(ScopedChild).collection == "shared_things"
+    with pytest.raises(
+        RoutingError,
+        match=r"^SharedBase and ScopedChild share collection 'shared_things' in the customer "
+        r"database, but only ScopedChild is TenantScoped: SharedBase would read every "
+        r"tenant's documents; make it TenantScoped too, or give the scoped model its own "
+        r"Settings.name$",
+    ):
+        build_registry(models=[SharedBase, ScopedChild])
+
+
+def test_a_scoped_child_with_its_own_collection_is_fine() -> None:
+    from insightdb import TenantScoped
+    from insightdb.registry import _check_collections
+
+    class OwnBase(CustomerDocument):
+        class Settings:
+            name = "own_base"
+
+    class OwnChild(TenantScoped, OwnBase):
+        class Settings:
+            name = "own_child"
+
+    registry = build_registry(models=[OwnBase, OwnChild])
+    scoped = _check_collections(registry, lambda route: route.collection)
+    assert scoped == {"admin": frozenset(), "customer": frozenset({"own_child"})}
+
+
+def test_an_is_root_family_shares_the_root_collection_and_its_scope() -> None:
+    from insightdb import TenantScoped
+    from insightdb.registry import _check_collections
+
+    class Animal(TenantScoped, CustomerDocument):
+        class Settings:
+            name = "animals"
+            is_root = True
+
+    class Dog(Animal):
+        pass
+
+    class Puppy(Dog):
+        class Settings:
+            name = "ignored_for_children"
+
+    registry = build_registry(models=[Animal, Dog, Puppy])
+    assert {r.name: r.collection for r in registry} == {
+        "Animal": "animals",
+        "Dog": "animals",
+        "Puppy": "animals",
+    }
+    scoped = _check_collections(registry, lambda route: route.collection)
+    assert scoped["customer"] == frozenset({"animals"})
+
+
+def test_a_plain_is_root_family_with_a_scoped_child_is_refused() -> None:
+    from insightdb import TenantScoped
+
+    class Shape(CustomerDocument):
+        class Settings:
+            name = "shapes"
+            is_root = True
+
+    class Circle(TenantScoped, Shape):
+        pass
+
+    with pytest.raises(
+        RoutingError, match=r"^Shape and Circle share collection 'shapes'.*only Circle is Tenant"
+    ):
+        build_registry(models=[Shape, Circle])
+
+
+def test_a_union_of_scoped_members_is_scoped() -> None:
+    from beanie import UnionDoc
+
+    from insightdb import TenantScoped
+    from insightdb.registry import _check_collections
+
+    class Inbox(UnionDoc):
+        class Settings:
+            name = "inbox"
+
+    class Mail(TenantScoped, CustomerDocument):
+        class Settings:
+            union_doc = Inbox
+
+    class Memo(TenantScoped, CustomerDocument):
+        class Settings:
+            union_doc = Inbox
+
+    registry = build_registry(models=[Inbox, Mail, Memo])
+    assert {r.name: (r.group, r.collection) for r in registry} == {
+        "Inbox": ("customer", "inbox"),
+        "Mail": ("customer", "inbox"),
+        "Memo": ("customer", "inbox"),
+    }
+    assert _check_collections(registry, lambda route: route.collection)["customer"] == {"inbox"}
+
+
+def test_a_union_of_scoped_and_plain_members_is_refused() -> None:
+    from beanie import UnionDoc
+
+    from insightdb import TenantScoped
+
+    class Mixed(UnionDoc):
+        class Settings:
+            name = "mixed"
+
+    class ScopedMember(TenantScoped, CustomerDocument):
+        class Settings:
+            union_doc = Mixed
+
+    class PlainMember(CustomerDocument):
+        class Settings:
+            union_doc = Mixed
+
+    with pytest.raises(
+        RoutingError,
+        match=r"^Mixed \(a UnionDoc\) has tenant-scoped and other members: .* make every "
+        r"member TenantScoped or none$",
+    ):
+        build_registry(models=[Mixed, ScopedMember, PlainMember])
+
+
+def test_a_union_with_members_in_both_groups_is_refused() -> None:
+    from beanie import UnionDoc
+
+    class Everywhere(UnionDoc):
+        class Settings:
+            name = "everywhere"
+
+    class AdminMember(AdminDocument):
+        class Settings:
+            union_doc = Everywhere
+
+    class CustomerMember(CustomerDocument):
+        class Settings:
+            union_doc = Everywhere
+
+    with pytest.raises(
+        RoutingError,
+        match=r"^Everywhere \(a UnionDoc\) has members in both databases: .* keep its members "
+        r"in one group$",
+    ):
+        build_registry(models=[Everywhere, AdminMember, CustomerMember])
+
+
+def test_a_view_over_a_scoped_source_is_scoped() -> None:
+    from beanie import View
+
+    from insightdb import TenantScoped
+    from insightdb.registry import _check_collections
+
+    class Order(TenantScoped, CustomerDocument):
+        total: int = 0
+
+        class Settings:
+            name = "orders"
+
+    class BigOrders(View):
+        total: int = 0
+
+        class Settings:
+            source = Order
+            name = "big_orders"
+            pipeline = [{"$match": {"total": {"$gte": 100}}}]  # noqa: RUF012
+
+    registry = build_registry(models=[Order, BigOrders])
+    assert registry.route(BigOrders).group == "customer"
+    scoped = _check_collections(registry, lambda route: route.collection)
+    assert scoped["customer"] == frozenset({"orders", "big_orders"})
+
+
+def test_a_view_reading_scoped_data_from_a_plain_source_is_refused() -> None:
+    from beanie import View
+
+    from insightdb import TenantScoped
+
+    class Invoice(TenantScoped, CustomerDocument):
+        class Settings:
+            name = "invoices"
+
+    class Currency(CustomerDocument):
+        code: str = ""
+
+        class Settings:
+            name = "currencies"
+
+    class CurrencyUse(View):
+        code: str = ""
+
+        class Settings:
+            source = Currency
+            name = "currency_use"
+            pipeline = [  # noqa: RUF012
+                {"$lookup": {"from": "invoices", "pipeline": [], "as": "invoices"}}
+            ]
+
+    with pytest.raises(
+        RoutingError,
+        match=r"^CurrencyUse \(a View\) reads tenant-scoped collections in its pipeline but "
+        r"its source is not tenant-scoped, so insightdb can't scope it; build the view on "
+        r"the scoped collection, or read it with aggregate\(\) instead$",
+    ):
+        build_registry(models=[Invoice, Currency, CurrencyUse])
+
+
+def test_inherited_unique_indexes_must_include_tenant_id() -> None:
+    import pymongo
+    from beanie import Indexed
+
+    from insightdb import TenantScoped
+
+    class IndexedBase(CustomerDocument):
+        email: Indexed(str, unique=True)  # type: ignore[valid-type]
+
+    class FromField(TenantScoped, IndexedBase):
+        class Settings:
+            name = "from_field"
+
+    class SettingsBase(CustomerDocument):
+        email: str = ""
+
+        class Settings:
+            name = "settings_base"
+            indexes = [pymongo.IndexModel([("email", 1)], unique=True, name="email_global")]  # noqa: RUF012
+
+    class FromSettings(TenantScoped, SettingsBase):
+        pass
+
+    class Merged(TenantScoped, SettingsBase):
+        class Settings:
+            name = "merged"
+            merge_indexes = True
+            indexes = [pymongo.IndexModel([("tenant_id", 1), ("email", 1)], unique=True)]  # noqa: RUF012
+
+    class Replaced(TenantScoped, SettingsBase):
+        # Its own Settings replace the base's (no merge_indexes): only its index counts.
+        class Settings:
+            name = "replaced"
+            indexes = [pymongo.IndexModel([("tenant_id", 1), ("email", 1)], unique=True)]  # noqa: RUF012
+
+    class Allowed(TenantScoped, SettingsBase):
+        __tenant_global_unique__ = ("email_global",)
+
+        class Settings(SettingsBase.Settings):
+            name = "allowed"
+
+    with pytest.raises(
+        RoutingError,
+        match=r"^FromField: unique index 'email_1' on email is global across tenants; include "
+        r"tenant_id \(IndexModel\(\[\('tenant_id', 1\), \.\.\.\], unique=True\)\) or list "
+        r"'email_1' in __tenant_global_unique__$",
+    ):
+        build_registry(models=[FromField])
+    with pytest.raises(RoutingError, match=r"^FromSettings: unique index 'email_global' on email"):
+        build_registry(models=[FromSettings])
+    with pytest.raises(RoutingError, match=r"^Merged: unique index 'email_global' on email"):
+        build_registry(models=[Merged])
+    assert len(build_registry(models=[Replaced, Allowed])) == 2
+
+
+@pytest.mark.parametrize(
+    ("stage", "named"),
+    [
+        ({"$lookup": {"from": "tasks", "pipeline": [], "as": "tasks"}}, "a lookup into"),
+        (
+            {"$lookup": {"from": "tasks", "localField": "_id", "foreignField": "p", "as": "t"}},
+            "a lookup into",
+        ),
+        ({"$unionWith": {"coll": "tasks"}}, "a lookup into"),
+        ({"$group": {"_id": "$status", "tenant_id": {"$first": "$tenant_id"}}}, r"\$group"),
+        ({"$setWindowFields": {"output": {"rank": {"$rank": {}}}}}, r"\$setWindowFields"),
+        ({"$limit": 10}, r"\$limit"),
+    ],
+)
+def test_a_view_over_a_scoped_source_may_not_combine_tenants(
+    stage: dict[str, object], named: str
+) -> None:
+    # The server runs a view's pipeline over every tenant's documents; insightdb can only
+    # filter the view's output by tenant. A join into another scoped collection or a
+    # stage that combines documents would hand one tenant data derived from others'.
+    from beanie import View
+
+    from insightdb import TenantScoped
+
+    class Project(TenantScoped, CustomerDocument):
+        status: str = ""
+
+        class Settings:
+            name = "projects"
+
+    class Task(TenantScoped, CustomerDocument):
+        class Settings:
+            name = "tasks"
+
+    class ProjectReport(View):
+        class Settings:
+            source = Project
+            name = "project_report"
+            pipeline = [{"$match": {"status": "open"}}, stage]  # noqa: RUF012
+
+    with pytest.raises(
+        RoutingError,
+        match=rf"^ProjectReport \(a View\) over tenant-scoped 'projects' uses {named}.*"
+        r"Model\.aggregate\(\), which insightdb scopes$",
+    ):
+        build_registry(models=[Project, Task, ProjectReport])
