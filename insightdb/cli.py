@@ -362,6 +362,31 @@ def server_stop_command(
         typer.echo(f"stopped the shared development server (pid {record.pid}, {record.uri})")
 
 
+def init_command(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path,
+        typer.Argument(metavar="[DIR]", file_okay=False, help="Project folder; default here."),
+    ] = Path("."),
+) -> None:
+    """Scaffold a new project (models, migrations, seeds, settings, an app, a test).
+
+    Then, in DIR: pytest (passes as generated), insightdb migrate up, insightdb seed run,
+    uvicorn app:app --reload.
+    """
+    from insightdb.scaffold import conflicts, init_project
+
+    existing = conflicts(directory)
+    if existing:
+        shown = ", ".join(str(p.relative_to(directory)) for p in existing[:3])
+        raise usage_error(ctx, f"{directory} has {shown} already; init writes a new project only")
+    written = init_project(directory)
+    for path in written:
+        typer.echo(f"created {path}")
+    where = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+    typer.echo(f"next: {where}pytest, then insightdb migrate up && uvicorn app:app --reload")
+
+
 def _server_options(
     ctx: typer.Context, engine: EngineChoice | None, data_dir: Path | None
 ) -> tuple[Literal["memory", "sqlite"], Path | str | None]:
@@ -405,6 +430,7 @@ def build_app() -> typer.Typer:
     server_app.command("start")(server_start_command)
     server_app.command("stop")(server_stop_command)
     app.add_typer(server_app, name="server")
+    app.command("init")(init_command)
     from insightdb.migrations.cli import migrate_app  # imports get_state from this module
     from insightdb.seeding_cli import seed_app
 

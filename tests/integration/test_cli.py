@@ -162,7 +162,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = run_cli("--help", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    for command in ("config", "models", "health", "server", "migrate", "seed"):
+    for command in ("config", "models", "health", "server", "migrate", "seed", "init"):
         assert command in result.stdout
 
 
