@@ -66,3 +66,38 @@ insightdb.fastapi.install_error_handlers(app)
 
 # lifespan(models=...) takes classes, dotted class paths, modules and package names.
 by_path = FastAPI(lifespan=insightdb.fastapi.lifespan(models=["models.admin.user.User", "models"]))
+
+
+class Manager(AdminDocument):
+    name: str
+
+
+class Invoice(insightdb.Timestamped, insightdb.SoftDeletable, TenantScoped, CustomerDocument):
+    number: str
+    manager: insightdb.CrossRef[Manager]
+
+
+class Client(insightdb.Audited, AdminDocument):
+    name: str
+
+
+async def plugins_references_and_transactions(db: InsightDB) -> None:
+    from insightdb.plugins import include_deleted
+    from insightdb.references import resolve
+
+    async with insightdb.actor_context("user:1"), tenant_context("acme"):
+        async with db.transaction():
+            invoice = await Invoice(number="F-1", manager=Manager(name="m")).insert()
+        async with insightdb.transaction(groups=["customer"]) as session:
+            await invoice.save(session=session)
+        async for attempt in db.transaction(max_attempts=3):
+            async with attempt:
+                await invoice.delete()
+        with include_deleted():
+            await invoice.restore()
+        await resolve([invoice], "manager")
+        manager: Manager | None = invoice.manager.document
+        fetched: Manager | None = await invoice.manager.resolve(missing="error")
+        assert manager is fetched
+        created = invoice.created_at
+        assert created is None or created.tzinfo is not None
