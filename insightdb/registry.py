@@ -440,6 +440,10 @@ def _group_or_raise(model: type[Any], candidates: Sequence[type[Any]], folder: s
         return str(group)
     if issubclass(model, View):
         source = getattr(getattr(model, "Settings", None), "source", None)
+        for _ in range(32):  # a view of a view of ... a model: follow the sources
+            if not (isinstance(source, type) and issubclass(source, View)):
+                break
+            source = getattr(getattr(source, "Settings", None), "source", None)
         group = (
             group_of(source) if isinstance(source, type) and issubclass(source, Document) else None
         )
@@ -574,17 +578,35 @@ def _check_collections(
         if True in known:
             scoped[group].add(collection)
         _check_family(sharing, collection, group)
+    # A view may read another view: visit them until no more become scoped, so that the
+    # order they were declared in does not matter.
+    pending = list(views)
+    while pending:
+        waiting = {name_of(r) for r in pending}
+        ready = [r for r in pending if _view_source(r) not in waiting - {name_of(r)}]
+        ready = ready or pending  # a cycle of views: the server refuses it anyway
+        pending = [r for r in pending if r not in ready]
+        _check_views(ready, scoped, name_of)
+    return {g: frozenset(names) for g, names in scoped.items()}
+
+
+def _view_source(route: Route) -> str | None:
+    """The collection (or view) name a view reads, as Beanie resolves it."""
+    source = (
+        getattr(route.model.get_settings(), "source", None)
+        if _inited(route.model)
+        else getattr(getattr(route.model, "Settings", None), "source", None)
+    )
+    if isinstance(source, str):
+        return source
+    return _collection_name(source) if isinstance(source, type) else None
+
+
+def _check_views(
+    views: list[Route], scoped: dict[str, set[str]], name_of: Callable[[Route], str]
+) -> None:
     for route in views:
-        source = (
-            getattr(route.model.get_settings(), "source", None)
-            if _inited(route.model)
-            else getattr(getattr(route.model, "Settings", None), "source", None)
-        )
-        source_name = (
-            source
-            if isinstance(source, str)
-            else (_collection_name(source) if isinstance(source, type) else None)
-        )
+        source_name = _view_source(route)
         pipeline = getattr(getattr(route.model, "Settings", None), "pipeline", None) or []
         if source_name in scoped[route.group]:
             crossing = _cross_tenant_stage(pipeline, scoped[route.group].__contains__)
@@ -604,7 +626,6 @@ def _check_collections(
                 "its source is not tenant-scoped, so insightdb can't scope it; build the "
                 "view on the scoped collection, or read it with aggregate() instead"
             )
-    return {g: frozenset(names) for g, names in scoped.items()}
 
 
 # Stages whose output document derives from one input document: a view built only from

@@ -16,7 +16,7 @@ tenant-scoped collection (``$lookup``, ``$unionWith``, ``$graphLookup``, inside
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pymongo.operations import (
@@ -94,6 +94,18 @@ KNOWN_STAGES = frozenset(
         "$unwind",
     }
 )
+# Stages that report on the whole server (other clients' commands, sessions, cached
+# query plans): refused outside unscoped() wherever they appear.
+_INTROSPECTION_STAGES = frozenset(
+    {
+        "$currentOp",
+        "$listSessions",
+        "$listLocalSessions",
+        "$planCacheStats",
+        "$listSampledQueries",
+        "$querySettings",
+    }
+)
 _SIMPLE = {"locale": "simple"}
 _BULK_TYPES = (InsertOne, DeleteOne, DeleteMany, ReplaceOne, UpdateOne, UpdateMany)
 
@@ -109,15 +121,18 @@ def scope_filter(query: Mapping[str, Any] | None, tenant: str) -> dict[str, Any]
     """
     if not query:
         return {_FIELD: tenant}
+    # Check and send the same plain copy: a mapping that answers lookups differently
+    # from what it encodes (a dict subclass, raw BSON with duplicate keys) can't split
+    # what is checked from what the server reads.
+    query = dict(query)
     if _FIELD in query:
         if query[_FIELD] == tenant and isinstance(query[_FIELD], str):
             # Already exactly this tenant; wrapping it again would make an upsert's
             # filter name tenant_id twice, which MongoDB refuses.
-            return dict(query)
-        return {"$and": [dict(query), {_FIELD: tenant}]}
-    scoped = dict(query)
-    scoped[_FIELD] = tenant
-    return scoped
+            return query
+        return {"$and": [query, {_FIELD: tenant}]}
+    query[_FIELD] = tenant
+    return query
 
 
 def scope_document(
@@ -133,10 +148,13 @@ def scope_document(
             PyMongo adds ``_id`` in place); replacements and bulk requests copy, so a
             caller may reuse them.
     """
-    if not isinstance(document, MutableMapping):
-        raise TenantIsolationError(
-            f"can't check the tenant of a {type(document).__name__} {what}; pass a dict"
-        )
+    if type(document) is not dict:
+        if not isinstance(document, Mapping):
+            raise TenantIsolationError(
+                f"can't check the tenant of a {type(document).__name__} {what}; pass a dict"
+            )
+        # Check and send the same plain copy (see scope_filter).
+        document, copy = dict(document), False
     value = document.get(_FIELD)
     if value is None or value == "":
         if copy:
@@ -168,6 +186,11 @@ def scope_update(update: Any, tenant: str, *, upsert: bool = False) -> Any:
         return [*update, {"$set": {_FIELD: tenant}}]
     if not isinstance(update, Mapping):
         raise TenantIsolationError(f"can't check an update of type {type(update).__name__}")
+    # Check and send the same plain copies, down to each operator's fields.
+    update = {
+        operator: dict(fields) if isinstance(fields, Mapping) else fields
+        for operator, fields in update.items()
+    }
     sets_tenant = False
     for operator, fields in update.items():
         if not isinstance(fields, Mapping):
@@ -340,6 +363,11 @@ def _scope_stages(
             result.append(stage)  # the server rejects it; nothing to scope
             continue
         ((name, spec),) = stage.items()
+        if name in _INTROSPECTION_STAGES:
+            raise TenantIsolationError(
+                f"aggregation stage {name!r} reports on the whole server (other tenants' "
+                "commands included); use it inside unscoped(reason)"
+            )
         if tenant is not None and name not in KNOWN_STAGES and name not in _WRITE_STAGES:
             raise TenantIsolationError(
                 f"aggregation stage {name!r} is refused in tenant scope: insightdb can't "

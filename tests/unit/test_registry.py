@@ -618,6 +618,40 @@ def test_a_view_over_a_scoped_source_is_scoped() -> None:
     assert scoped["customer"] == frozenset({"orders", "big_orders"})
 
 
+def test_a_view_over_a_scoped_view_is_scoped_whatever_the_order() -> None:
+    from beanie import View
+
+    from insightdb import TenantScoped
+    from insightdb.registry import _check_collections
+
+    class Shipment(TenantScoped, CustomerDocument):
+        weight: int = 0
+
+        class Settings:
+            name = "shipments"
+
+    class Heavy(View):
+        weight: int = 0
+
+        class Settings:
+            source = Shipment
+            name = "heavy"
+            pipeline = [{"$match": {"weight": {"$gte": 100}}}]  # noqa: RUF012
+
+    class HeavyShipments(View):
+        weight: int = 0
+
+        class Settings:
+            source = Heavy
+            name = "heavy_shipments"
+            pipeline = [{"$match": {"weight": {"$gte": 1000}}}]  # noqa: RUF012
+
+    # The view of a view comes first in the routing table.
+    registry = build_registry(models=[Shipment, HeavyShipments, Heavy])
+    scoped = _check_collections(registry, lambda route: route.collection)
+    assert scoped["customer"] == frozenset({"shipments", "heavy", "heavy_shipments"})
+
+
 def test_a_view_reading_scoped_data_from_a_plain_source_is_refused() -> None:
     from beanie import View
 

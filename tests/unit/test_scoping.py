@@ -9,9 +9,12 @@ caller's filters, updates, pipelines and bulk requests are not changed behind it
 from __future__ import annotations
 
 import copy
+import struct
 from typing import Any
 
+import bson
 import pytest
+from bson.raw_bson import RawBSONDocument
 from pymongo.collation import Collation
 from pymongo.operations import (
     DeleteMany,
@@ -785,3 +788,48 @@ def test_reads_scoped_finds_every_way_into_a_scoped_collection() -> None:
         [{"$lookup": {"pipeline": [{"$unionWith": "projects"}], "as": "x"}}], is_scoped
     )
     assert reads_scoped([{"$lookup": {"from": {"db": "x", "coll": "y"}, "as": "p"}}], is_scoped)
+
+
+class _Lying(dict[str, Any]):
+    """A mapping whose lookups disagree with what it encodes."""
+
+    def __getitem__(self, key: str) -> Any:
+        return T if key == "tenant_id" else super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return T if key == "tenant_id" else super().get(key, default)
+
+
+def test_what_is_checked_is_what_is_sent() -> None:
+    # A filter or document that answers "tenant_id" with the current tenant but holds
+    # another: the plain copy that is checked is the one returned for sending.
+    scoped = scope_filter(_Lying({"tenant_id": OTHER}), T)
+    assert type(scoped) is dict
+    assert scoped == {"$and": [{"tenant_id": OTHER}, {"tenant_id": T}]}
+    with pytest.raises(TenantIsolationError):
+        scope_document(_Lying({"tenant_id": OTHER}), T)
+    scoped_update = scope_update(RawBSONDocument(bson.encode({"$set": {"n": 1}})), T)
+    assert all(type(v) is dict for v in scoped_update.values())
+
+
+def test_duplicate_keys_in_raw_updates_are_checked_as_sent() -> None:
+    # A $set of tenant_id hidden behind a second "$set" key that decoding keeps.
+    inner_ok = bson.encode({"n": 1})
+    inner_bad = bson.encode({"tenant_id": OTHER})
+
+    def element(name: str, document: bytes) -> bytes:
+        return b"\x03" + name.encode() + b"\x00" + document
+
+    body = element("$set", inner_bad) + element("$set", inner_ok)
+    raw = RawBSONDocument(struct.pack("<i", len(body) + 5) + body + b"\x00")
+    assert dict(raw["$set"]) == {"n": 1}  # the decoded view hides the first $set
+    scoped = scope_update(raw, T)
+    # What is sent is the decoded, checked copy, not the raw bytes that move tenant_id.
+    assert type(scoped) is dict
+    assert scoped == {"$set": {"n": 1}}
+
+
+@pytest.mark.parametrize("stage", ["$currentOp", "$listSessions", "$planCacheStats"])
+def test_server_introspection_stages_are_refused_without_a_tenant_too(stage: str) -> None:
+    with pytest.raises(TenantIsolationError, match="whole server"):
+        scope_pipeline([{stage: {}}], None, lambda _: False, root_scoped=False)
