@@ -42,10 +42,12 @@ $(STAMP): pyproject.toml
 		echo "Remove it (make distclean) or use another: make VENV=/path/to/venv ..." >&2; \
 		exit 1; }
 	"$(PY)" -m pip install --quiet --upgrade pip
-	"$(PY)" -m pip install --quiet -e ".[dev]"
+	@# setuptools prints an informational box for every editable install of a flat layout
+	@# ("be careful with folders ... same name as your package"); nothing to act on here.
+	PYTHONWARNINGS="ignore:Editable installation" "$(PY)" -m pip install --quiet -e ".[dev]"
 	@touch "$@"
 
-demo: $(STAMP) ## run examples/demo.py against the embedded server
+demo: $(STAMP) ## run examples/demo.py against the shared development server
 	"$(PY)" examples/demo.py
 
 lint: $(STAMP) ## ruff, mypy (strict) on insightdb/ and tests/typing, mkdocs build --strict
@@ -66,7 +68,7 @@ test: lint ## lint, then the whole test suite (unit, integration, docs)
 bench: $(STAMP) ## run bench/ (about 5 min) and regenerate docs/benchmarks.md and .png
 	"$(PY)" -m bench.run $(BENCH_ARGS)
 
-server: $(STAMP) ## run the embedded development server (SERVER_ARGS="--port 27018 ...")
+server: $(STAMP) ## run the shared development server in the foreground (SERVER_ARGS="--port 27018")
 	"$(VENV)/bin/insightdb" server $(SERVER_ARGS)
 
 clean: ## remove caches and build output (keeps the venv)
