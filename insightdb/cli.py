@@ -366,13 +366,12 @@ def init_command(
     ctx: typer.Context,
     directory: Annotated[
         Path,
-        typer.Argument(metavar="[DIR]", file_okay=False, help="Project folder; default here."),
+        typer.Argument(metavar="DIR", file_okay=False, help="Project folder; default here."),
     ] = Path("."),
 ) -> None:
     """Scaffold a new project (models, migrations, seeds, settings, an app, a test).
 
-    Then, in DIR: pytest (passes as generated), insightdb migrate up, insightdb seed run,
-    uvicorn app:app --reload.
+    Then, in DIR: pytest, insightdb migrate up, uvicorn app:app --reload.
     """
     from insightdb.scaffold import conflicts, init_project
 
