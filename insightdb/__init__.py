@@ -17,6 +17,7 @@ from insightdb.documents import AdminDocument, CustomerDocument
 from insightdb.exceptions import (
     CircuitOpenError,
     ConfigurationError,
+    DanglingReferenceError,
     DatabaseUnavailable,
     InsightDBError,
     MigrationError,
@@ -91,6 +92,7 @@ __all__ = [
     # errors
     "CircuitOpenError",
     "ConfigurationError",
+    "DanglingReferenceError",
     "DatabaseUnavailable",
     "InsightDBError",
     "MigrationError",

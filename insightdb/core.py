@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,13 @@ from insightdb.health import (
     with_details,
 )
 from insightdb.monitoring import Alert, AlertHook, BreakerMetrics, MetricsSnapshot, Monitoring
-from insightdb.registry import ModelRegistry, build_registry, clean_bases, resolve_collections
+from insightdb.registry import (
+    ModelRegistry,
+    ModelSpec,
+    build_registry,
+    clean_bases,
+    resolve_collections,
+)
 from insightdb.settings import GROUPS, Settings
 from insightdb.startup import wait_until_reachable
 from insightdb.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
@@ -76,10 +83,18 @@ class InsightDB:
     """
 
     def __init__(
-        self, settings: Settings, *, models: Iterable[type[Document]] | None = None
+        self,
+        settings: Settings,
+        *,
+        models: Iterable[ModelSpec] | ModelSpec | None = None,
     ) -> None:
         self._settings = settings
-        self._explicit_models = list(models) if models is not None else None
+        if models is None:
+            self._explicit_models: list[ModelSpec] | None = None
+        elif isinstance(models, str | type | types.ModuleType):
+            self._explicit_models = [models]  # one class, dotted path, module or package
+        else:
+            self._explicit_models = list(models)
         self._registry: ModelRegistry | None = None
         self._handler: ConnectionHandler | None = None
         self._embedded: EmbeddedServer | None = None

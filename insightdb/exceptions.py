@@ -11,6 +11,7 @@ or look at the data::
     │   └── CircuitOpenError      rejected without trying: the breaker is open
     ├── TenantContextError        no tenant (or a malformed one) where one is required
     ├── TenantIsolationError      an operation would cross from one tenant into another
+    ├── DanglingReferenceError    a CrossRef's target is gone (or not this tenant's)
     ├── MigrationError            a migration can't be planned or failed while running
     │   ├── MigrationLockError    another process holds the migration lock
     │   └── MultipleHeadsError    the revision graph has more than one head
@@ -26,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "CircuitOpenError",
     "ConfigurationError",
+    "DanglingReferenceError",
     "DatabaseUnavailable",
     "InsightDBError",
     "MigrationError",
@@ -95,3 +97,7 @@ class SeedError(InsightDBError):
 
 class TransactionError(InsightDBError):
     """A transaction could not be started, committed or aborted."""
+
+
+class DanglingReferenceError(InsightDBError, LookupError):
+    """A reference's target was not found (deleted, or not visible to this tenant)."""

@@ -116,9 +116,7 @@ def lifespan(
     async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         logger.enable("insightdb")
         try:
-            # init() takes every ModelSpec at runtime (registry.resolve_model_specs); its
-            # annotation still says classes only. mypy flags this ignore once it is widened.
-            db = await lifecycle.init(settings, models=chosen)  # type: ignore[arg-type]
+            db = await lifecycle.init(settings, models=chosen)
             try:
                 await _settle_migrations(db, migrations)
             except BaseException:

@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from beanie import Document
-
 from insightdb.core import InsightDB
 from insightdb.exceptions import InsightDBError
+from insightdb.registry import ModelSpec
 from insightdb.settings import GROUPS, Settings, get_settings
 from insightdb.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 
@@ -24,7 +23,7 @@ _current: InsightDB | None = None
 
 
 async def init(
-    settings: Settings | None = None, *, models: Iterable[type[Document]] | None = None
+    settings: Settings | None = None, *, models: Iterable[ModelSpec] | ModelSpec | None = None
 ) -> InsightDB:
     """Load settings, connect, route and initialise every model; return the runtime.
 
@@ -72,7 +71,7 @@ def current() -> InsightDB:
 
 @asynccontextmanager
 async def connect(
-    settings: Settings | None = None, *, models: Iterable[type[Document]] | None = None
+    settings: Settings | None = None, *, models: Iterable[ModelSpec] | ModelSpec | None = None
 ) -> AsyncIterator[InsightDB]:
     """Run :func:`init` on entry and :func:`close` on exit.
 

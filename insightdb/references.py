@@ -37,16 +37,12 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from insightdb.documents import group_of
-from insightdb.exceptions import InsightDBError
+from insightdb.exceptions import DanglingReferenceError, InsightDBError
 
 __all__ = ["CrossRef", "DanglingReferenceError", "Missing", "resolve"]
 
 TargetT = TypeVar("TargetT", bound=Document)
 Missing = Literal["none", "error"]
-
-
-class DanglingReferenceError(InsightDBError, LookupError):
-    """A reference's target was not found (deleted, or not visible to this tenant)."""
 
 
 class CrossRef(RootModel[Any], Generic[TargetT]):

@@ -33,6 +33,7 @@ EXPECTED = {
     "HealthReport",
     "CircuitOpenError",
     "ConfigurationError",
+    "DanglingReferenceError",
     "DatabaseUnavailable",
     "InsightDBError",
     "MigrationError",

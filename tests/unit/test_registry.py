@@ -787,3 +787,17 @@ def test_a_view_over_a_scoped_source_may_not_combine_tenants(
         r"Model\.aggregate\(\), which insightdb scopes$",
     ):
         build_registry(models=[Project, Task, ProjectReport])
+
+
+def test_a_single_model_spec_is_not_split_into_characters() -> None:
+    # init(models="pkg.module") and init(models=Model) take one spec as well as a list.
+    from insightdb import InsightDB
+    from insightdb.settings import get_settings
+
+    class Lone(AdminDocument):
+        pass
+
+    settings = get_settings(env="testing")
+    assert InsightDB(settings, models=Lone)._explicit_models == [Lone]
+    assert InsightDB(settings, models="models")._explicit_models == ["models"]
+    assert InsightDB(settings, models=[Lone])._explicit_models == [Lone]
