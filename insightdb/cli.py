@@ -6,9 +6,10 @@ one ``error: <message>`` line — exit status 2 for configuration and routing er
 the rest — or into a full traceback with ``--traceback``. Commands load settings lazily
 through :class:`CLIState`, so ``--version`` and ``server`` never read ``settings.toml``.
 
-Command groups added later (``migrate``, ``seed``) are typer apps registered in
-:func:`build_app` with ``app.add_typer(migrate_app, name="migrate")``; their commands reach
-the global options and the settings with :func:`get_state`.
+Command groups (``migrate``, ``seed``) are typer apps registered in :func:`build_app` with
+``app.add_typer(migrate_app, name="migrate")``; their commands reach the global options and
+the settings with :func:`get_state` (from :mod:`insightdb._cli_state`, which the groups import
+instead of this module).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -30,6 +30,7 @@ import typer
 from loguru import logger
 
 import insightdb
+from insightdb._cli_state import _USAGE_ERROR, CLIState, get_state, usage_error
 from insightdb._redact import mask_text
 from insightdb.exceptions import (
     ConfigurationError,
@@ -38,8 +39,10 @@ from insightdb.exceptions import (
     RoutingError,
 )
 from insightdb.health import HealthReport
+from insightdb.migrations.cli import migrate_app
 from insightdb.registry import build_registry
-from insightdb.settings import Settings, get_settings
+from insightdb.seeding_cli import seed_app
+from insightdb.settings import Settings
 
 __all__ = [
     "CLIState",
@@ -54,10 +57,7 @@ __all__ = [
 _LOG_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {extra[_masked]}\n"
 _USAGE_ERRORS = (ConfigurationError, RoutingError)
 # click's exception classes, found from typer's public BadParameter: typer 0.2x vendors its own
-# copy of click, older versions use click itself.
-_USAGE_ERROR: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
-)
+# copy of click, older versions use click itself (insightdb._cli_state finds UsageError).
 _CLICK_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
@@ -96,65 +96,6 @@ class EngineChoice(StrEnum):
 
     memory = "memory"
     sqlite = "sqlite"
-
-
-@dataclass
-class CLIState:
-    """The global options of one invocation, shared by every command through ``ctx.obj``.
-
-    Attributes:
-        env: The ``--env`` value; ``None`` lets settings use ``INSIGHTDB_ENV``.
-        settings_files: The ``--settings`` files, in order; empty means the defaults.
-        traceback: Whether ``--traceback`` was given.
-        log_level: The level of the stderr log sink: ``--log-level``, else the
-            settings' ``log_level`` once loaded, else ``INFO``.
-    """
-
-    env: str | None = None
-    settings_files: tuple[Path, ...] = ()
-    traceback: bool = False
-    log_level: str = "INFO"
-    _level_from_option: bool = field(default=False, repr=False)
-    _settings: Settings | None = field(default=None, repr=False)
-
-    def set_log_level(self, level: str, *, explicit: bool = False) -> None:
-        """Change the sink's level; an explicit ``--log-level`` wins over settings."""
-        if explicit:
-            self._level_from_option = True
-        elif self._level_from_option:
-            return
-        self.log_level = level
-
-    def accepts(self, record: Mapping[str, Any]) -> bool:
-        """Tell whether a loguru record reaches stderr (the sink's filter)."""
-        return bool(record["level"].no >= logger.level(self.log_level).no)
-
-    def settings(self) -> Settings:
-        """Load the settings once, from the global options, and return them.
-
-        Raises:
-            ConfigurationError: A setting is invalid or missing.
-        """
-        if self._settings is None:
-            files = list(self.settings_files) or None
-            self._settings = get_settings(env=self.env, settings_files=files)
-            self.set_log_level(self._settings.log_level)
-        return self._settings
-
-
-def get_state(ctx: typer.Context) -> CLIState:
-    """Return the invocation's :class:`CLIState` (created if the app runs without main)."""
-    return ctx.ensure_object(CLIState)
-
-
-def usage_error(ctx: typer.Context, message: str) -> Exception:
-    """Return click's usage error for ``message``: ``main`` prints it as one line, exit 2.
-
-    Args:
-        ctx: The command's context (names the command in the hint).
-        message: What is wrong with the arguments.
-    """
-    return _USAGE_ERROR(message, ctx)
 
 
 def put_project_on_path() -> None:
@@ -430,9 +371,6 @@ def build_app() -> typer.Typer:
     server_app.command("stop")(server_stop_command)
     app.add_typer(server_app, name="server")
     app.command("init")(init_command)
-    from insightdb.migrations.cli import migrate_app  # imports get_state from this module
-    from insightdb.seeding_cli import seed_app
-
     app.add_typer(migrate_app, name="migrate")
     app.add_typer(seed_app, name="seed")
     return app

@@ -50,6 +50,7 @@ from insightdb.health import (
     read_migrations,
     with_details,
 )
+from insightdb.migrations.command import pending_migrations
 from insightdb.monitoring import Alert, AlertHook, BreakerMetrics, MetricsSnapshot, Monitoring
 from insightdb.registry import (
     ModelRegistry,
@@ -248,8 +249,6 @@ class InsightDB:
         return report
 
     async def _pending(self, timeout_s: float) -> tuple[dict[str, Any], dict[str, str]]:
-        from insightdb.migrations import pending_migrations
-
         async def read(group: str) -> list[str]:
             return (await pending_migrations(self, groups=[group]))[group]
 

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 import insightdb
+from insightdb._cli_state import get_state
 from insightdb.seeding import SeedOutcome, check_environment, discover_seeds, run_seeds
 from insightdb.settings import Settings
 
@@ -22,15 +23,7 @@ __all__ = ["seed_app"]
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    # The root's state object, whatever module instance made it (``python -m insightdb.cli``
-    # runs the root app as ``__main__``, a second copy of insightdb.cli and its classes).
-    state = ctx.find_root().obj
-    if state is None:
-        from insightdb.cli import get_state  # the root app imports this module
-
-        state = get_state(ctx)
-    settings: Settings = state.settings()
-    return settings
+    return get_state(ctx).settings()
 
 
 async def _run(settings: Settings, names: list[str], force: bool) -> list[SeedOutcome]:

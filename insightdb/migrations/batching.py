@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pymongo import ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -34,9 +33,7 @@ from pymongo.errors import PyMongoError
 
 from insightdb.exceptions import MigrationError, MigrationLockError
 from insightdb.migrations.errors import describe_error
-
-if TYPE_CHECKING:
-    from insightdb.migrations.context import MigrationContext, _Step
+from insightdb.migrations.steps import MARKER_FIELD, Step, StepContext, marker_path
 
 __all__ = [
     "MARKER_FIELD",
@@ -49,17 +46,10 @@ __all__ = [
     "marker_path",
 ]
 
-MARKER_FIELD = "_insightdb_migration"
 ATTEMPTS = 5
-_UNSAFE = re.compile(r"[^A-Za-z0-9_#:-]")
 
 Write = Callable[[AsyncClientSession | None], Awaitable[int]]
 """Sends one batch's writes (in the given session, if any) and returns how many."""
-
-
-def marker_path(revision: str, step: str) -> str:
-    """Return the dotted path of a step's marker in a migrated document."""
-    return f"{MARKER_FIELD}.{_UNSAFE.sub('_', revision)}__{_UNSAFE.sub('_', step)}"
 
 
 def mark_filter(filter: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -113,8 +103,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 async def commit_batch(
-    ctx: MigrationContext,
-    step: _Step,
+    ctx: StepContext,
+    step: Step,
     write: Write,
     after: Any,
     *,

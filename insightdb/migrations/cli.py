@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from insightdb._cli_state import get_state, usage_error
 from insightdb.migrations import command
 from insightdb.migrations.runner import RunOptions, RunResult
 from insightdb.migrations.status import GroupStatus
@@ -71,15 +72,7 @@ def command_help(function: Callable[..., Any]) -> str:
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    # The root's state object, whatever module instance made it (``python -m insightdb.cli``
-    # runs the root app as ``__main__``, a second copy of insightdb.cli and its classes).
-    state = ctx.find_root().obj
-    if state is None:
-        from insightdb.cli import get_state  # the root app imports this module
-
-        state = get_state(ctx)
-    settings: Settings = state.settings()
-    return settings
+    return get_state(ctx).settings()
 
 
 DbOption = Annotated[DbChoice, typer.Option("--db", help="Which database's chain.")]
@@ -165,7 +158,7 @@ def down_cmd(
     lock_ttl: LockTtlOption = 60.0,
 ) -> None:
     if (steps is None) == (to is None):
-        raise _usage_error(ctx, "migrate down needs exactly one of --steps N or --to REV")
+        raise usage_error(ctx, "migrate down needs exactly one of --steps N or --to REV")
     _one_chain_for_to(ctx, db, to)
     options = RunOptions(batch_size=batch_size, lock_ttl_s=lock_ttl)
     results = asyncio.run(
@@ -237,15 +230,9 @@ def stamp_cmd(
 def _one_chain_for_to(ctx: typer.Context, db: DbChoice, to: str | None) -> None:
     # A usage error (exit 2), found before connecting; command.up/down check it too.
     if to is not None and db is DbChoice.all:
-        raise _usage_error(
+        raise usage_error(
             ctx, "--to names a revision of one chain: add --db admin or --db customer"
         )
-
-
-def _usage_error(ctx: typer.Context, message: str) -> Exception:
-    from insightdb.cli import usage_error  # the root app imports this module
-
-    return usage_error(ctx, message)
 
 
 def _print_results(results: list[RunResult]) -> None:

@@ -12,20 +12,23 @@ application's clients as they are.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 from loguru import logger
 
 from insightdb.connections import ConnectionHandler
-from insightdb.exceptions import MigrationError
+from insightdb.devserver import with_shared_server
+from insightdb.exceptions import ConfigurationError, MigrationError
 from insightdb.guarded import driver_object
 from insightdb.migrations.graph import Revision
 from insightdb.migrations.runner import Runner, RunOptions, RunResult
 from insightdb.migrations.scripts import ScriptDirectory
 from insightdb.migrations.status import GroupStatus
 from insightdb.settings import GROUPS, Settings
+from insightdb.startup import wait_until_reachable
+from insightdb.testing.server import EmbeddedServer
 
 __all__ = [
     "Databases",
@@ -82,41 +85,46 @@ def groups_of(choice: str) -> tuple[str, ...]:
 async def connected(settings: Settings) -> AsyncIterator[Databases]:
     """Connect to both groups for a migration command, and close afterwards.
 
-    With both URIs set, only clients are opened (no model is imported or initialised,
-    so a migration can fix data before the models' indexes exist). In development an
-    empty URI means the project's shared development server (started if none runs), so
-    the application started next sees what was migrated; in testing it is a throwaway
-    embedded server through the full runtime.
+    Only clients are opened (no model is imported or initialised, so a migration can fix
+    data before the models' indexes exist). In development an empty URI means the
+    project's shared development server (started if none runs), so the application
+    started next sees what was migrated; in testing it is a throwaway embedded server.
     """
     timeouts = settings.timeouts.model_copy(update={"operation_ms": None})
     migrating = settings.model_copy(update={"timeouts": timeouts})
     if settings.env == "development":
         # Empty URIs: the project's shared development server, the one the app uses next.
-        from insightdb.devserver import with_shared_server
-
         migrating = await with_shared_server(migrating)
-    if all(migrating.database(g).uri for g in GROUPS):
-        from insightdb.startup import wait_until_reachable
-
+    async with AsyncExitStack() as stack:
+        empty = [g for g in GROUPS if not migrating.database(g).uri]
+        if empty:
+            migrating = await _throwaway_server(migrating, empty, stack)
         handler = ConnectionHandler(migrating)
-        try:
-            for group in GROUPS:
-                await wait_until_reachable(
-                    handler.client(group),
-                    label=group,
-                    startup=settings.startup,
-                    attempt_timeout_s=settings.timeouts.server_selection_ms / 1000,
-                )
-            yield handler
-        finally:
-            await handler.close_all()
-        return
-    from insightdb.core import InsightDB
+        stack.push_async_callback(handler.close_all)
+        for group in GROUPS:
+            await wait_until_reachable(
+                handler.client(group),
+                label=group,
+                startup=settings.startup,
+                attempt_timeout_s=settings.timeouts.server_selection_ms / 1000,
+            )
+        yield handler
 
-    # Testing with an empty URI: a server of its own, gone when the command ends.
+
+async def _throwaway_server(
+    settings: Settings, empty: list[str], stack: AsyncExitStack
+) -> Settings:
+    # Testing with an empty URI: a server of its own, gone when the command ends (the
+    # runtime would do the same; production and staging need their URIs).
+    if settings.env != "testing":
+        raise ConfigurationError(f"databases.{empty[0]}.uri: required in {settings.env}")
+    embedded = EmbeddedServer(engine=settings.embedded.engine, data_dir=settings.embedded.data_dir)
+    await stack.enter_async_context(embedded)
     logger.warning("insightdb: no database URI set: migrating a throwaway embedded server")
-    async with InsightDB(migrating) as runtime:
-        yield runtime
+    databases = settings.databases.model_copy(
+        update={g: settings.database(g).model_copy(update={"uri": embedded.uri}) for g in empty}
+    )
+    return settings.model_copy(update={"databases": databases})
 
 
 def _runner(

@@ -24,7 +24,7 @@ import inspect
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +36,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.exceptions import MigrationError
-from insightdb.migrations.batching import commit_batch, mark_filter, mark_op, marker_path
+from insightdb.migrations import serverside
+from insightdb.migrations.batching import commit_batch, mark_filter, mark_op
 from insightdb.migrations.log import Checkpoint, MigrationLog
 from insightdb.migrations.progress import ProgressMode, Reporter, make_reporter
+from insightdb.migrations.steps import Step, after_id
 
 if TYPE_CHECKING:
     from insightdb.migrations.lock import MigrationLock
@@ -56,57 +58,6 @@ _BAD_KEY = re.compile(r"[.$]")
 class _Chunk:
     docs: list[dict[str, Any]]
     written: int = 0
-
-
-@dataclass
-class _Step:
-    """One resumable step of a revision (a batch helper call)."""
-
-    ctx: MigrationContext
-    key: str
-    collection: str
-    point: Checkpoint = field(default_factory=Checkpoint)
-    markable: bool = True
-
-    @property
-    def marked(self) -> bool:
-        """Whether this step's writes carry idempotence markers (no transaction)."""
-        return self.markable and (not self.ctx.use_transaction or self.point.marked)
-
-    @property
-    def marker(self) -> str:
-        """The dotted path of this step's marker in the documents it writes."""
-        return marker_path(self.ctx.revision, self.key)
-
-    async def save(
-        self,
-        after: Any,
-        written: int,
-        *,
-        done: bool = False,
-        session: AsyncClientSession | None = None,
-        apply: bool = True,
-    ) -> Checkpoint:
-        """Write the checkpoint (in ``session``'s transaction, if given).
-
-        With ``apply=False`` the in-memory state waits for :meth:`apply` (after the
-        transaction commits, so a retried transaction is not counted twice).
-        """
-        point = Checkpoint(
-            after, self.point.documents + written, done, self.collection, self.marked
-        )
-        await self.ctx._log.checkpoint(
-            self.ctx.revision, self.key, point, written=written, session=session
-        )
-        if apply:
-            self.apply(point, written)
-        return point
-
-    def apply(self, point: Checkpoint, written: int) -> None:
-        """Adopt a written checkpoint."""
-        self.point = point
-        self.ctx.documents += written
-        self.ctx._checkpoints[self.key] = point
 
 
 class MigrationContext:
@@ -292,10 +243,8 @@ class MigrationContext:
         Returns:
             The number of documents modified.
         """
-        from insightdb.migrations.serverside import update_with_pipeline
-
         size = self.server_batch_size if isinstance(batch_size, EllipsisType) else batch_size
-        return await update_with_pipeline(self, collection, filter, pipeline, size, key)
+        return await serverside.update_with_pipeline(self, collection, filter, pipeline, size, key)
 
     async def merge_into(
         self,
@@ -316,17 +265,15 @@ class MigrationContext:
         Returns:
             The number of source documents processed.
         """
-        from insightdb.migrations.serverside import merge_into
-
         size = self.server_batch_size if isinstance(batch_size, EllipsisType) else batch_size
-        return await merge_into(
+        return await serverside.merge_into(
             self, source, target, list(pipeline or []), on, when_matched, when_not_matched,
             size, key,
         )  # fmt: skip
 
     # --- machinery shared with serverside.py and controllers.py ------------------------
 
-    def step(self, collection: str, key: str | None, *, markable: bool = True) -> _Step:
+    def step(self, collection: str, key: str | None, *, markable: bool = True) -> Step:
         """Return the resumable step of a helper call (internal).
 
         ``markable=False`` for steps whose writes are idempotent by nature (``$merge``).
@@ -337,9 +284,9 @@ class MigrationContext:
         if self.direction == "down":
             name = f"down:{name}"
         point = self._checkpoints.get(name, Checkpoint())
-        return _Step(self, name, collection, point, markable)
+        return Step(self, name, collection, point, markable)
 
-    def unmarked(self, step: _Step, filter: Mapping[str, Any]) -> dict[str, Any]:
+    def unmarked(self, step: Step, filter: Mapping[str, Any]) -> dict[str, Any]:
         """``filter`` restricted to documents the step has not written yet (internal)."""
         return mark_filter(filter, step.marker) if step.marked else dict(filter)
 
@@ -356,9 +303,20 @@ class MigrationContext:
         if self.lock is not None:
             self.lock.check()
 
+    async def save_checkpoint(
+        self, key: str, point: Checkpoint, *, written: int, session: AsyncClientSession | None
+    ) -> None:
+        """Write a step's checkpoint to the log (internal)."""
+        await self._log.checkpoint(self.revision, key, point, written=written, session=session)
+
+    def adopt_checkpoint(self, key: str, point: Checkpoint, written: int) -> None:
+        """Count a written checkpoint and its documents as done (internal)."""
+        self.documents += written
+        self._checkpoints[key] = point
+
     async def _stream(
         self,
-        step: _Step,
+        step: Step,
         filter: Mapping[str, Any] | None,
         projection: Mapping[str, Any] | None,
         batch_size: int | None,
@@ -389,7 +347,7 @@ class MigrationContext:
         finally:
             reporter.close()
 
-    def _hand_over(self, step: _Step, batch: list[dict[str, Any]]) -> None:
+    def _hand_over(self, step: Step, batch: list[dict[str, Any]]) -> None:
         self.check_lock()
         if "_id" not in batch[-1]:
             raise MigrationError(
@@ -412,12 +370,3 @@ def _noop(count: int) -> Callable[..., Awaitable[int]]:
         return count
 
     return write
-
-
-def after_id(filter: Mapping[str, Any] | None, after: Any) -> dict[str, Any]:
-    """Return ``filter`` restricted to ``_id > after`` (unchanged when ``after`` is None)."""
-    base = dict(filter or {})
-    if after is None:
-        return base
-    bound = {"_id": {"$gt": after}}
-    return {"$and": [base, bound]} if base else bound

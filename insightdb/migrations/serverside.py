@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -26,11 +26,8 @@ from pymongo.errors import OperationFailure
 
 from insightdb.exceptions import MigrationError
 from insightdb.migrations.batching import commit_batch, mark_update
-from insightdb.migrations.context import after_id
 from insightdb.migrations.errors import describe_error
-
-if TYPE_CHECKING:
-    from insightdb.migrations.context import MigrationContext, _Step
+from insightdb.migrations.steps import Step, StepContext, after_id
 
 __all__ = ["is_unsupported", "merge_into", "update_with_pipeline"]
 
@@ -47,7 +44,7 @@ def is_unsupported(exc: OperationFailure) -> bool:
 
 
 async def update_with_pipeline(
-    ctx: MigrationContext,
+    ctx: StepContext,
     collection: str,
     filter: Mapping[str, Any],
     pipeline: list[Mapping[str, Any]],
@@ -101,7 +98,7 @@ async def update_with_pipeline(
 
 
 async def merge_into(
-    ctx: MigrationContext,
+    ctx: StepContext,
     source: str,
     target: str,
     pipeline: list[Mapping[str, Any]],
@@ -172,7 +169,7 @@ async def merge_into(
 
 
 async def _next_range(
-    coll: AsyncCollection[Any], filter: Mapping[str, Any], step: _Step, batch_size: int | None
+    coll: AsyncCollection[Any], filter: Mapping[str, Any], step: Step, batch_size: int | None
 ) -> tuple[dict[str, Any], Any]:
     """Return the filter of the next ``_id`` range and its last ``_id`` (None: to the end)."""
     query = after_id(filter, step.point.after)
@@ -187,7 +184,7 @@ async def _next_range(
     return {"$and": [query, {"_id": {"$lte": end}}]}, end
 
 
-def _fall_back(ctx: MigrationContext, feature: str, what: str, exc: OperationFailure) -> None:
+def _fall_back(ctx: StepContext, feature: str, what: str, exc: OperationFailure) -> None:
     ctx.server_side[feature] = False
     ctx.logger.warning(
         "insightdb: {} {}: the server refused {} ({}); falling back to batches, "
@@ -200,7 +197,7 @@ def _fall_back(ctx: MigrationContext, feature: str, what: str, exc: OperationFai
 
 
 def _marked_pipeline(
-    ctx: MigrationContext, step: _Step, pipeline: list[Mapping[str, Any]]
+    ctx: StepContext, step: Step, pipeline: list[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
     """The pipeline, plus the step's marker when its writes are not transactional."""
     token = ctx.lock.token if ctx.lock is not None else None
@@ -210,7 +207,7 @@ def _marked_pipeline(
 
 
 async def _pipeline_update(
-    ctx: MigrationContext,
+    ctx: StepContext,
     coll: AsyncCollection[Any],
     scope: Mapping[str, Any],
     pipeline: list[Mapping[str, Any]],
@@ -221,7 +218,7 @@ async def _pipeline_update(
 
 
 async def _pipeline_in_batches(
-    ctx: MigrationContext,
+    ctx: StepContext,
     coll: AsyncCollection[Any],
     scope: Mapping[str, Any],
     pipeline: list[Mapping[str, Any]],
@@ -246,7 +243,7 @@ async def _pipeline_in_batches(
 
 
 async def _merge_in_batches(
-    ctx: MigrationContext,
+    ctx: StepContext,
     coll: AsyncCollection[Any],
     scope: Mapping[str, Any],
     pipeline: list[Mapping[str, Any]],
