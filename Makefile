@@ -54,6 +54,7 @@ lint: $(STAMP) ## ruff, mypy (strict) on insightdb/ and tests/typing, mkdocs bui
 	"$(VENV)/bin/ruff" check .
 	"$(VENV)/bin/ruff" format --check .
 	"$(VENV)/bin/mypy" insightdb tests/typing
+	"$(VENV)/bin/lint-imports" --no-cache  # the layering contracts in pyproject.toml
 	NO_MKDOCS_2_WARNING=1 "$(VENV)/bin/mkdocs" build --strict --quiet
 
 docs: $(STAMP) ## serve the documentation site on http://127.0.0.1:8000 (mkdocs serve)
