@@ -19,15 +19,17 @@ instead of streaming heartbeats, and with ``logicalSessionTimeoutMinutes`` so th
 carry implicit sessions as they do against a real server.
 
 Commands: ``hello``/``isMaster``, ``ping``, ``buildInfo``, ``endSessions``, ``find``,
-``getMore``, ``killCursors``, ``insert``, ``update``, ``delete``, ``aggregate``, ``count``,
+``getMore``, ``killCursors``, ``insert``, ``update``, ``findAndModify`` (query, update or
+remove, upsert, new), ``delete``, ``aggregate``, ``count``,
 ``distinct``, ``listIndexes``, ``createIndexes``, ``dropIndexes``, ``listCollections``,
 ``listDatabases``, ``create``, ``drop``, ``dropDatabase``, ``serverStatus``,
 ``connectionStatus``, and ``commitTransaction``/``abortTransaction`` as no-ops.
 
 Limits (it is a measuring instrument, not a database): filters support equality, ``$eq``,
-``$ne``, ``$gt``/``$gte``/``$lt``/``$lte``, ``$in``/``$nin``, ``$exists``, ``$and``/``$or``/
-``$nor`` on dotted paths (equality also matches array elements); updates support ``$set``,
-``$unset``, ``$inc``, ``$setOnInsert`` and replacements on top-level fields; aggregation
+``$ne``, ``$gt``/``$gte``/``$lt``/``$lte``, ``$in``/``$nin``, ``$exists``, ``$not``,
+``$and``/``$or``/``$nor`` on dotted paths (equality also matches array elements); updates
+support ``$set``, ``$unset``, ``$inc``, ``$setOnInsert`` (dotted paths too) and
+replacements; aggregation
 supports ``$match``, ``$group`` (``$sum``/``$avg``/``$min``/``$max``/``$first``/``$last``/
 ``$push``/``$count`` over field paths and constants), ``$sort``, ``$skip``, ``$limit``,
 ``$count`` and inclusion ``$project``; projections in ``find`` include top-level fields
@@ -171,6 +173,8 @@ def _condition(value: Any, condition: Any) -> bool:
             ok = not any(_equal(value, t) for t in target)
         elif operator == "$exists":
             ok = (value is not _MISSING) == bool(target)
+        elif operator == "$not":
+            ok = not _condition(value, target)
         else:
             raise _unsupported(f"query operator {operator}")
         if not ok:
@@ -344,17 +348,23 @@ def _apply_update(doc: dict[str, Any], update: Any, *, inserting: bool) -> dict[
         return {"_id": doc["_id"], **{k: v for k, v in update.items() if k != "_id"}}
     result = dict(doc)
     for operator, fields in update.items():
-        for field, value in fields.items():
-            if "." in field:
-                raise _unsupported(f"dotted update path {field!r}")
+        for path, value in fields.items():
+            # Dotted paths walk (and create) embedded documents, copied on the way down.
+            *parents, field = path.split(".")
+            target = result
+            for part in parents:
+                child = target.get(part)
+                child = dict(child) if isinstance(child, Mapping) else {}
+                target[part] = child
+                target = child
             if operator == "$set" or (operator == "$setOnInsert" and inserting):
-                result[field] = value
+                target[field] = value
             elif operator == "$setOnInsert":
                 continue
             elif operator == "$unset":
-                result.pop(field, None)
+                target.pop(field, None)
             elif operator == "$inc":
-                result[field] = result.get(field, 0) + value
+                target[field] = target.get(field, 0) + value
             else:
                 raise _unsupported(f"update operator {operator}")
     return result
@@ -460,6 +470,7 @@ class Handler:
             "killcursors": self._kill_cursors,
             "insert": self._insert,
             "update": self._update,
+            "findandmodify": self._find_and_modify,
             "delete": self._delete,
             "aggregate": self._aggregate,
             "count": self._count,
@@ -658,6 +669,41 @@ class Handler:
         if upserted:
             reply["upserted"] = upserted
         return reply
+
+    def _find_and_modify(self, db: str, body: dict[str, Any]) -> dict[str, Any]:
+        # Enough for insightdb's migration lock: query, update or remove, upsert, new.
+        ns = f"{db}.{body['findAndModify']}"
+        collection, _ = self.store.ensure(ns)
+        self.store.touch(ns)
+        found = next(iter(self.store.candidates(ns, body.get("query"))), None)
+        if body.get("remove"):
+            if found is not None:
+                del collection.docs[_key(found.doc["_id"])]
+            return {
+                "value": None if found is None else found.doc,
+                "lastErrorObject": {"n": 0 if found is None else 1},
+            }
+        update = body.get("update") or {}
+        if found is None:
+            if not body.get("upsert"):
+                return {"value": None, "lastErrorObject": {"n": 0, "updatedExisting": False}}
+            seed = {
+                k: v
+                for k, v in (body.get("query") or {}).items()
+                if not k.startswith("$") and not isinstance(v, Mapping)
+            }
+            new = _apply_update({"_id": ObjectId(), **seed}, update, inserting=True)
+            collection.docs[_key(new["_id"])] = _Stored(new, bson.encode(new))
+            return {
+                "value": new if body.get("new") else None,
+                "lastErrorObject": {"n": 1, "updatedExisting": False, "upserted": new["_id"]},
+            }
+        new = _apply_update(found.doc, update, inserting=False)
+        collection.docs[_key(new["_id"])] = _Stored(new, bson.encode(new))
+        return {
+            "value": new if body.get("new") else found.doc,
+            "lastErrorObject": {"n": 1, "updatedExisting": True},
+        }
 
     def _delete(self, db: str, body: dict[str, Any]) -> dict[str, Any]:
         ns = f"{db}.{body['delete']}"

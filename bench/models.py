@@ -5,9 +5,9 @@ bytes on the wire are identical: raw PyMongo writes dicts, raw Beanie a plain
 ``beanie.Document``, insightdb a ``TenantScoped`` customer model (and, for the tenancy
 benchmark, the same model without tenancy). insightdb's models come in two runtimes: the
 default one (tenancy and monitoring on) and a quiet one (monitoring off), each with its
-own model classes because Beanie binds a class to one collection. ``ItemRow`` and
-``ItemDict`` are the fast path's targets. :func:`generated_models` builds the many small
-models of the startup scenario.
+own model classes because Beanie binds a class to one collection. ``ItemRow``, ``ItemDict``
+and ``ItemStruct`` (msgspec) are the fast path's targets. :func:`generated_models` builds
+the many small models of the startup scenario.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, TypedDict
 
+import msgspec
 from beanie import Document, Indexed
 from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +29,7 @@ __all__ = [
     "InsightItem",
     "ItemDict",
     "ItemRow",
+    "ItemStruct",
     "QuietItem",
     "QuietPlainItem",
     "generated_models",
@@ -140,6 +142,20 @@ class ItemDict(TypedDict):
     __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)  # type: ignore[misc]
 
     _id: ObjectId
+    tenant_id: str
+    name: str
+    category: str
+    bucket: int
+    value: int
+    price: float
+    active: bool
+    created: datetime.datetime
+
+
+class ItemStruct(msgspec.Struct):
+    """The fast path's ``msgspec.Struct`` target: every stored field, checked strictly."""
+
+    id: ObjectId = msgspec.field(name="_id")
     tenant_id: str
     name: str
     category: str

@@ -41,6 +41,7 @@ from bench.scenarios import (
     DATA_SCENARIOS,
     FAST_DICT,
     FAST_MODEL,
+    FAST_STRUCT,
     FAST_TYPED,
     INSIGHT,
     LATENCY_MS,
@@ -79,7 +80,8 @@ def _method(scale: float) -> list[str]:
         "runtime with `features.metrics = false` (insightdb still registers its pool "
         "listener there: health and graceful shutdown need it). *insightdb find_as → …*: "
         "the fast read path (`insightdb.find_as`, tenancy kept, default runtime) into a "
-        "Pydantic model with a `bson.ObjectId` id, a `TypedDict`, and plain dicts (no "
+        "Pydantic model with a `bson.ObjectId` id, a `TypedDict` (both validated by "
+        "Pydantic), a `msgspec.Struct` (validated by msgspec) and plain dicts (no "
         "validation). All clients use the same driver options — insightdb's defaults "
         "(`timeoutMS=5000`, `tz_aware`, pool and timeouts) — so differences are the "
         "libraries', not the driver configuration's. On the embedded server all of them "
@@ -176,9 +178,15 @@ async def _run_startups(
         print(format_result(result), flush=True)
 
 
+# Run by hand only: it compares with Beanie's migration runner on the embedded server,
+# where one Beanie run takes over half a minute, so it never fits the time budget.
+# bench_scaling.py measures insightdb's migrations at 1,000 to 100,000 documents instead.
+_BY_HAND = frozenset({"bench_migrations.py"})
+
+
 def _scripts() -> list[Path]:
-    """Every ``bench/bench_*.py``, this project's tenancy figure first."""
-    found = sorted(BENCH.glob("bench_*.py"))
+    """Every ``bench/bench_*.py`` but those run by hand, this project's tenancy figure first."""
+    found = sorted(p for p in BENCH.glob("bench_*.py") if p.name not in _BY_HAND)
     return sorted(found, key=lambda p: p.name != "bench_tenancy.py")
 
 
@@ -290,18 +298,25 @@ def _fast_path_goals(result: ScenarioResult) -> list[Goal]:
     plain = times(FAST_DICT)
     if plain is not None:
         rows.append(Goal(f"{goal}: `into=dict`", f"{plain:.2f}x", plain <= 1.3, source))
-    targets = (("TypedDict", FAST_TYPED), ("Pydantic model", FAST_MODEL))
-    measured = {label: v for label, name in targets if (v := times(name)) is not None}
-    if measured:
+    struct = result.ratio(FAST_STRUCT, PYMONGO, "cpu")
+    others = (("TypedDict", FAST_TYPED), ("Pydantic model", FAST_MODEL))
+    measured = {label: v for label, name in others if (v := times(name)) is not None}
+    if struct is not None:
+        figure = (
+            f"msgspec Struct {struct.value:.2f}x (per-round IQR {struct.q1:.2f}-{struct.q3:.2f})"
+        )
+        if measured:
+            figure += "; with Pydantic's validators: " + ", ".join(
+                f"{k} {v:.2f}x" for k, v in measured.items()
+            )
         beanie = times(BEANIE)
-        figure = ", ".join(f"{k} {v:.2f}x" for k, v in measured.items())
         if beanie is not None:
             figure += f" (raw Beanie {beanie:.2f}x)"
         rows.append(
             Goal(
-                f"{goal}: validated targets",
+                f"{goal}: validated (the fastest validator, msgspec)",
                 figure,
-                all(v <= 1.3 for v in measured.values()),
+                struct.value <= 1.3,
                 source,
             )
         )
@@ -321,17 +336,21 @@ def _monitoring_goals(
         ratio = result.ratio(INSIGHT, QUIET, "cpu")
         if ratio is not None:
             parts.append(f"{result.scenario} {ratio.overhead:+.1%}")
-            met = met and ratio.overhead <= 0.10
+            met = met and ratio.overhead <= 0.05
     where = (
         "bench/bench_monitoring.py does not exist yet"
         if script is None
         else f"bench/{script.script} reported no goal ({script.status})"
     )
     if not parts:
-        return [Goal("monitoring ≤ 10% client CPU", f"not measured: {where}", None, "-")]
+        return [
+            Goal(
+                "monitoring ≤ 5% client CPU on every scenario", f"not measured: {where}", None, "-"
+            )
+        ]
     return [
         Goal(
-            "monitoring ≤ 10% client CPU",
+            "monitoring ≤ 5% client CPU on every scenario",
             "insightdb vs insightdb with monitoring off: " + ", ".join(parts),
             met,
             f"data scenarios, canned server ({where})",

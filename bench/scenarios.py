@@ -5,8 +5,8 @@ objects doing the same thing the way a user of each library would write it: raw 
 on dicts, raw Beanie on a ``beanie.Document``, insightdb on a ``TenantScoped`` customer
 model inside ``tenant_context`` (which the runner enters once, as a request would) —
 with default settings (monitoring on) and with monitoring off — and, for reads,
-insightdb's fast path (:func:`insightdb.find_as`) into a Pydantic model, a ``TypedDict``
-and plain dicts. Writes build their documents inside the timed operation,
+insightdb's fast path (:func:`insightdb.find_as`) into a Pydantic model, a ``TypedDict``,
+a ``msgspec.Struct`` and plain dicts. Writes build their documents inside the timed operation,
 as an application does. The startup scenarios compare ``insightdb.init`` (both groups in
 parallel) with ``init_beanie`` run group after group, on generated models.
 
@@ -30,6 +30,7 @@ from bench.models import (
     InsightItem,
     ItemDict,
     ItemRow,
+    ItemStruct,
     QuietItem,
     generated_models,
     item_fields,
@@ -43,6 +44,7 @@ __all__ = [
     "DATA_SCENARIOS",
     "FAST_DICT",
     "FAST_MODEL",
+    "FAST_STRUCT",
     "FAST_TYPED",
     "INSIGHT",
     "PYMONGO",
@@ -62,6 +64,7 @@ QUIET = "insightdb, monitoring off"
 FAST_MODEL = "insightdb find_as → model"
 FAST_TYPED = "insightdb find_as → TypedDict"
 FAST_DICT = "insightdb find_as → dict"
+FAST_STRUCT = "insightdb find_as → msgspec Struct"
 SEQUENTIAL = "beanie (init_beanie per group, in sequence)"
 PARALLEL = "insightdb.init (groups in parallel)"
 
@@ -152,6 +155,9 @@ def _find(query: dict[str, Any]) -> Callable[[Stack], list[Contender]]:
         async def fast_dict() -> object:
             return await find_as(InsightItem, query, into=dict)
 
+        async def fast_struct() -> object:
+            return await find_as(InsightItem, query, into=ItemStruct)
+
         return [
             Contender(PYMONGO, pymongo_op),
             Contender(BEANIE, beanie_op),
@@ -159,6 +165,7 @@ def _find(query: dict[str, Any]) -> Callable[[Stack], list[Contender]]:
             Contender(QUIET, quiet_op),
             Contender(FAST_MODEL, fast_model),
             Contender(FAST_TYPED, fast_typed),
+            Contender(FAST_STRUCT, fast_struct),
             Contender(FAST_DICT, fast_dict),
         ]
 

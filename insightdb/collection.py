@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Any, Protocol
 
 # _csot.remaining() is PyMongo's reading of an enclosing pymongo.timeout() deadline; the
 # driver has no public accessor for it, and the cut-off must honour a caller's override.
 from pymongo import _csot
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import PyMongoError
 
 from insightdb._driver_errors import is_connectivity_error, unavailable
@@ -135,9 +137,12 @@ class Policy:
             operation is cut off at the deadline plus 5%, because PyMongo re-checks
             its own deadline only every 0.5 s while waiting for a server.
         in_flight: The runtime's counter of running operations.
+        recorder: Told of every operation (the command monitor,
+            :class:`~insightdb.monitoring.commands.OperationMonitor`); ``None``: no
+            monitoring, and no clock is read.
     """
 
-    __slots__ = ("deadline_s", "group", "guard", "in_flight", "is_scoped")
+    __slots__ = ("cluster", "deadline_s", "group", "guard", "in_flight", "is_scoped", "recorder")
 
     def __init__(
         self,
@@ -147,12 +152,15 @@ class Policy:
         guard: OperationGuard = NO_GUARD,
         deadline_s: float | None = None,
         in_flight: InFlight | None = None,
+        recorder: Any = None,
     ) -> None:
         self.group = group
         self.is_scoped = is_scoped
         self.guard = guard
         self.deadline_s = deadline_s
         self.in_flight = in_flight if in_flight is not None else InFlight()
+        self.recorder = recorder
+        self.cluster = str(getattr(guard, "name", group))
 
 
 def unwrap_session(kwargs: dict[str, Any]) -> None:
@@ -299,19 +307,27 @@ class GuardedCollection:
             return None
         return deadline * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
 
-    async def _run(self, operation: str, call: Callable[[], Any]) -> Any:
+    async def _run(self, operation: str, call: Callable[[], Any], selected: Any = None) -> Any:
         self._guard.before()
-        in_flight = self._policy.in_flight
+        policy = self._policy
+        in_flight = policy.in_flight
         in_flight.count += 1
+        # Commands are timed here rather than by a PyMongo CommandListener, whose mere
+        # presence makes the driver build event objects for every command.
+        began = perf_counter() if policy.recorder is not None else 0.0
         try:
             async with asyncio.timeout(self._cutoff()):
                 result = await call()
         except PyMongoError as exc:
+            if policy.recorder is not None:
+                self._observe(operation, perf_counter() - began, True, selected)
             self._guard.failed(exc)
             if is_connectivity_error(exc):
                 raise unavailable(f"{self._label}: {operation}", exc) from exc
             raise
         except TimeoutError as exc:
+            if policy.recorder is not None:
+                self._observe(operation, perf_counter() - began, True, selected)
             self._guard.failed(exc)
             raise unavailable(
                 f"{self._label}: {operation}: no answer within the deadline", exc
@@ -323,8 +339,16 @@ class GuardedCollection:
             raise
         finally:
             in_flight.count -= 1
+        if policy.recorder is not None:
+            self._observe(operation, perf_counter() - began, False, selected)
         self._guard.succeeded()
         return result
+
+    def _observe(self, operation: str, seconds: float, failed: bool, selected: Any) -> None:
+        raw = self._raw
+        self._policy.recorder.observe(
+            raw.database.name, raw.name, operation, self._policy.cluster, seconds, failed, selected
+        )
 
     # -- reads ----------------------------------------------------------------------
 
@@ -343,7 +367,7 @@ class GuardedCollection:
             if filter is not None and not isinstance(filter, Mapping):
                 filter = {"_id": filter}
             filter = scope_filter(filter, tenant)
-        return await self._run("find_one", lambda: self._raw.find_one(filter, **kwargs))
+        return await self._run("find_one", lambda: self._raw.find_one(filter, **kwargs), filter)
 
     async def count_documents(self, filter: Mapping[str, Any], *args: Any, **kwargs: Any) -> int:
         """``count_documents`` restricted to the current tenant."""
@@ -351,7 +375,7 @@ class GuardedCollection:
         if tenant is not None:
             filter = scope_filter(filter, tenant)
         result: int = await self._run(
-            "count_documents", lambda: self._raw.count_documents(filter, **kwargs)
+            "count_documents", lambda: self._raw.count_documents(filter, **kwargs), filter
         )
         return result
 
@@ -376,7 +400,7 @@ class GuardedCollection:
         if tenant is not None:
             filter = scope_filter(filter, tenant)
         result: list[Any] = await self._run(
-            "distinct", lambda: self._raw.distinct(key, filter, **kwargs)
+            "distinct", lambda: self._raw.distinct(key, filter, **kwargs), filter
         )
         return result
 
@@ -385,7 +409,9 @@ class GuardedCollection:
     ) -> GuardedCursor:
         """``aggregate`` with the tenant injected at the start and into sub-pipelines."""
         pipeline, kwargs = self._scoped_pipeline("aggregate", pipeline, args, kwargs)
-        cursor = await self._run("aggregate", lambda: self._raw.aggregate(pipeline, **kwargs))
+        cursor = await self._run(
+            "aggregate", lambda: self._raw.aggregate(pipeline, **kwargs), pipeline
+        )
         return GuardedCursor(cursor, self)
 
     def _scoped_pipeline(
@@ -520,7 +546,7 @@ class GuardedCollection:
             filter = scope_filter(filter, tenant)
             body = scope_body(body, tenant, kwargs)
         method = getattr(self._raw, operation)
-        return await self._run(operation, lambda: method(filter, body, **kwargs))
+        return await self._run(operation, lambda: method(filter, body, **kwargs), filter)
 
     async def _delete(
         self, operation: str, filter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -529,7 +555,7 @@ class GuardedCollection:
         if tenant is not None:
             filter = scope_filter(filter, tenant)
         method = getattr(self._raw, operation)
-        return await self._run(operation, lambda: method(filter, **kwargs))
+        return await self._run(operation, lambda: method(filter, **kwargs), filter)
 
 
 # Cursor methods that only shape or consume the scoped result (the others — explain,
@@ -610,11 +636,12 @@ class GuardedCursor:
 
     async def __anext__(self) -> Any:
         collection = self._collection
+        began = 0.0 if self._answered else perf_counter()
         try:
             async with asyncio.timeout(collection._cutoff()):
                 document = await self._cursor.__anext__()
         except StopAsyncIteration:
-            self._report_answer()
+            self._report_answer(began)
             raise
         except PyMongoError as exc:
             collection._guard.failed(exc)
@@ -629,15 +656,20 @@ class GuardedCursor:
         except BaseException as exc:
             collection._guard.failed(exc)
             raise
-        self._report_answer()
+        self._report_answer(began)
         return document
 
-    def _report_answer(self) -> None:
+    def _report_answer(self, began: float) -> None:
         # The first answer tells the guard the server is back (a half-open probe that
-        # iterates must release its slot); later batches need not repeat it.
+        # iterates must release its slot); later batches need not repeat it. It is
+        # also when an iterated find has been answered: the command monitor counts it.
         if not self._answered:
             self._answered = True
-            self._collection._guard.succeeded()
+            collection = self._collection
+            collection._guard.succeeded()
+            if collection._policy.recorder is not None and isinstance(self._cursor, AsyncCursor):
+                selected = getattr(self._cursor, "_spec", None)
+                collection._observe("find", perf_counter() - began, False, selected)
 
     async def next(self) -> Any:
         """Return the next document."""
@@ -645,8 +677,16 @@ class GuardedCursor:
 
     async def to_list(self, length: int | None = None) -> list[Any]:
         """Fetch the remaining documents (at most ``length``)."""
+        cursor = self._cursor
+        # A find cursor sends its find here; an aggregation's already has its first
+        # batch, and sends getMore only if the server kept a cursor open.
+        operation, selected = "cursor", None
+        if isinstance(cursor, AsyncCursor):
+            operation, selected = "find", getattr(cursor, "_spec", None)
+        elif cursor.cursor_id:
+            operation = "getMore"
         result: list[Any] = await self._collection._run(
-            "cursor", lambda: self._cursor.to_list(length)
+            operation, lambda: cursor.to_list(length), selected
         )
         return result
 

@@ -488,6 +488,7 @@ class InsightDB:
     ) -> None:
         """Guard every driver object reachable from the models and from this instance."""
         deadline_s = _seconds(self._settings.timeouts.operation_ms)
+        recorder = self._monitoring.commands if self._monitoring is not None else None
         policies = {
             group: Policy(
                 group,
@@ -495,6 +496,7 @@ class InsightDB:
                 guard=self._guards[group],
                 deadline_s=deadline_s,
                 in_flight=self._in_flight,
+                recorder=recorder,
             )
             for group in GROUPS
         }
@@ -518,6 +520,7 @@ class InsightDB:
                     guard=guard,
                     deadline_s=deadline_s,
                     in_flight=self._in_flight,
+                    recorder=recorder,
                 ),
             )
             self._guarded_clients[group] = guarded_client

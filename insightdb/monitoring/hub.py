@@ -1,8 +1,10 @@
 """The monitors of one runtime, their background loop, and the snapshot they make.
 
 :class:`Monitoring` builds the listeners an :class:`~insightdb.InsightDB` registers on its
-clients — the pool, command and server monitors, when ``features.metrics`` is on (with it
-off, none: health then reports empty pool figures) — and runs one background
+clients — the pool and server monitors, when ``features.metrics`` is on (with it off,
+none: health then reports empty pool figures) — and the command monitor that the guarded
+collections report to (:class:`~insightdb.monitoring.commands.OperationMonitor`), and runs
+one background
 task that, every ``monitoring.interval_s``, samples the process, checks the thresholds
 over the window that just ended and writes any queued slow-query lines. Log lines are
 written from the event loop, never from inside a driver callback.
@@ -20,7 +22,7 @@ from typing import Any
 from loguru import logger
 
 from insightdb.monitoring.alerts import AlertBook, evaluate_window
-from insightdb.monitoring.commands import CommandMonitor, SlowCommand
+from insightdb.monitoring.commands import OperationMonitor, SlowCommand
 from insightdb.monitoring.metrics import BreakerMetrics, MetricsSnapshot
 from insightdb.monitoring.pool import PoolMonitor, ServerMonitor
 from insightdb.monitoring.process import ProcessSampler
@@ -42,11 +44,11 @@ class Monitoring:
         self._settings = settings.monitoring
         self.enabled = settings.features.metrics
         self.pools = PoolMonitor(max_pool_size=settings.pool.max_pool_size)
-        self.commands: CommandMonitor | None = None
+        self.commands: OperationMonitor | None = None
         self.servers: ServerMonitor | None = None
         self.process: ProcessSampler | None = None
         if self.enabled:
-            self.commands = CommandMonitor(
+            self.commands = OperationMonitor(
                 slow_ms=self._settings.slow_query_ms,
                 on_slow=self._queue_slow,
                 max_series=self._settings.max_series,
@@ -66,10 +68,9 @@ class Monitoring:
         """The PyMongo event listeners to register on every client."""
         # With features.metrics off no listener is registered at all: the pool events
         # alone cost ~11 µs per operation. Graceful shutdown then relies on the guarded
-        # collections' own in-flight count.
+        # collections' own in-flight count. Commands are never counted by a listener:
+        # the guarded collections report them to self.commands (see OperationMonitor).
         found: list[Any] = [self.pools] if self.enabled else []
-        if self.commands is not None:
-            found.append(self.commands)
         if self.servers is not None:
             found.append(self.servers)
         return found

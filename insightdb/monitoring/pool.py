@@ -7,8 +7,11 @@ the pool is cleared. :class:`ServerMonitor` (a ``ServerListener`` and
 ``ServerHeartbeatListener``) keeps each server's type as the driver's monitor sees it and
 its heartbeat outcomes.
 
-The driver calls these handlers inline, from the event loop and its monitor tasks (or
-threads, for a synchronous client): each one only updates counters under a lock.
+The driver calls these handlers inline, from the event loop and its monitor tasks. The
+three events of every operation (checkout started, checked out, checked in) only update
+counters, without a lock: insightdb's clients are ``AsyncMongoClient``s, whose events all
+come from the event loop's thread. The lock guards what readers iterate over (creating a
+server's entry, and the rarer events); readers copy under it.
 """
 
 from __future__ import annotations
@@ -80,6 +83,14 @@ class PoolMonitor(monitoring.ConnectionPoolListener):
             pool = self._pools[address] = _Pool()
         return pool
 
+    def _hot(self, address: Any) -> _Pool:
+        # The per-operation events: no lock once the server's entry exists.
+        pool = self._pools.get(address)
+        if pool is None:
+            with self._lock:
+                pool = self._pool(address)
+        return pool
+
     # -- pool events ------------------------------------------------------------------------
 
     def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
@@ -127,8 +138,7 @@ class PoolMonitor(monitoring.ConnectionPoolListener):
         self, event: monitoring.ConnectionCheckOutStartedEvent
     ) -> None:
         """An operation asked for a connection."""
-        with self._lock:
-            self._pool(event.address).waiting += 1
+        self._hot(event.address).waiting += 1
 
     def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
         """An operation could not get a connection."""
@@ -143,21 +153,22 @@ class PoolMonitor(monitoring.ConnectionPoolListener):
 
     def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
         """An operation got a connection."""
-        with self._lock:
-            pool = self._pool(event.address)
-            pool.waiting = max(pool.waiting - 1, 0)
-            pool.in_use += 1
-            pool.checkouts += 1
-            if event.duration is not None:
-                pool.wait.observe(event.duration)
-                if event.duration > pool.window_wait_s:
-                    pool.window_wait_s = event.duration
+        pool = self._hot(event.address)
+        if pool.waiting > 0:
+            pool.waiting -= 1
+        pool.in_use += 1
+        pool.checkouts += 1
+        duration = event.duration
+        if duration is not None:
+            pool.wait.observe(duration)
+            if duration > pool.window_wait_s:
+                pool.window_wait_s = duration
 
     def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
         """An operation gave its connection back."""
-        with self._lock:
-            pool = self._pool(event.address)
-            pool.in_use = max(pool.in_use - 1, 0)
+        pool = self._hot(event.address)
+        if pool.in_use > 0:
+            pool.in_use -= 1
 
     # -- reading ----------------------------------------------------------------------------
 

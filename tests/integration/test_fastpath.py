@@ -13,6 +13,7 @@ import datetime
 from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
+import msgspec
 import pytest
 from beanie import PydanticObjectId
 from bson import ObjectId
@@ -81,6 +82,18 @@ class TitleDict(TypedDict):
 @dataclasses.dataclass
 class TitleData:
     title: str
+
+
+class ProjectStruct(msgspec.Struct):
+    id: ObjectId = msgspec.field(name="_id")
+    title: str
+    budget: int
+    due: datetime.datetime
+
+
+class TitleStruct(msgspec.Struct):
+    title: str
+    budget: int = 0
 
 
 DUE = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
@@ -189,3 +202,60 @@ async def test_documents_are_not_a_target(seeded: dict[str, Any]) -> None:
     async with tenant_context(ACME):
         with pytest.raises(TypeError, match=r"FpProject\.find\(\)"):
             await find_as(FpProject, {}, into=FpProject)
+
+
+# msgspec structs: the fastest validated target --------------------------------------------
+
+
+async def test_structs_equal_beanies_documents_and_keep_the_tenant(
+    seeded: dict[str, list[FpProject]],
+) -> None:
+    globex_ids = {p.id for p in seeded[GLOBEX]}
+    async with tenant_context(ACME):
+        for filters, sort in (((), None), ((FpProject.budget > 15,), "-budget")):
+            documents = await FpProject.find(*filters, sort=sort).to_list()
+            rows = await find_as(FpProject, *filters, into=ProjectStruct, sort=sort)
+            assert [(r.id, r.title, r.budget, r.due) for r in rows] == [
+                (d.id, d.title, d.budget, d.due) for d in documents
+            ]
+            assert all(type(r.id) is ObjectId for r in rows)
+            assert not {r.id for r in rows} & globex_ids
+        other = seeded[GLOBEX][0].id
+        assert await find_one_as(FpProject, {"_id": other}, into=ProjectStruct) is None
+        one = await find_one_as(FpProject, {"title": "acme-1"}, into=ProjectStruct)
+        assert one is not None
+        assert (one.title, one.budget, one.due) == ("acme-1", 10, DUE)
+        assert await find_as(FpProject, {"tenant_id": GLOBEX}, into=ProjectStruct) == []
+
+
+async def test_structs_fetch_only_their_fields_and_take_defaults(
+    seeded: dict[str, list[FpProject]],
+) -> None:
+    async with tenant_context(ACME):
+        rows = await find_as(FpProject, {"budget": 10}, into=TitleStruct)
+        assert rows == [TitleStruct(title="acme-1", budget=10)]
+        # A field the projection leaves out takes the struct's default.
+        narrow = await find_as(FpProject, {"budget": 10}, into=TitleStruct, projection={"title": 1})
+        assert narrow == [TitleStruct(title="acme-1")]
+
+
+async def test_structs_check_types_strictly(seeded: dict[str, list[FpProject]]) -> None:
+    class WrongType(msgspec.Struct):
+        title: int
+
+    async with tenant_context(ACME):
+        with pytest.raises(msgspec.ValidationError, match="title"):
+            await find_as(FpProject, {}, into=WrongType)
+        with pytest.raises(msgspec.ValidationError):
+            await find_one_as(FpProject, {"budget": 10}, into=WrongType)
+
+
+async def test_structs_without_a_tenant_are_refused_before_any_command(
+    seeded: dict[str, Any],
+) -> None:
+    before = COUNTER.count
+    with pytest.raises(TenantContextError):
+        await find_as(FpProject, {}, into=ProjectStruct)
+    with pytest.raises(TenantContextError):
+        await find_one_as(FpProject, {}, into=ProjectStruct)
+    assert COUNTER.count == before

@@ -33,7 +33,7 @@ from insightdb.monitoring import (
     evaluate_window,
     filter_shape,
 )
-from insightdb.monitoring.commands import OTHER
+from insightdb.monitoring.commands import COMMAND_OF, OTHER, OperationMonitor
 from insightdb.monitoring.metrics import BreakerMetrics, LatencyRecorder
 from insightdb.monitoring.prometheus import InsightDBCollector, generate_metrics
 from insightdb.settings import MonitoringSettings, get_settings
@@ -377,6 +377,73 @@ def test_process_sampler_reads_the_process_at_most_once_a_second() -> None:
     assert sampler.latest is second
 
 
+# timing at the guarded collection ----------------------------------------------------------
+
+SERVER_LABEL = "admin+customer"
+
+
+def test_operation_monitor_labels_operations_with_the_commands_they_send() -> None:
+    monitor = OperationMonitor(slow_ms=None)
+    for operation, seconds in (("find_one", 0.002), ("find", 0.004), ("update_many", 0.001)):
+        monitor.observe("app", "users", operation, SERVER_LABEL, seconds, False)
+    monitor.observe("app", "users", "insert_many", SERVER_LABEL, 0.003, True)
+    monitor.observe("app", "users", "count_documents", SERVER_LABEL, 0.001, False)
+    monitor.observe("app", "users", "cursor", SERVER_LABEL, 0.001, False)  # no command sent
+    by_key = {(m.database, m.collection, m.command): m for m in monitor.snapshot()}
+    assert set(by_key) == {
+        ("app", "users", "find"),
+        ("app", "users", "update"),
+        ("app", "users", "insert"),
+        ("app", "users", "aggregate"),
+    }
+    find = by_key["app", "users", "find"]
+    assert (find.count, find.failures, find.slow) == (2, 0, 0)
+    assert find.duration.total_s == pytest.approx(0.006)
+    assert by_key["app", "users", "insert"].failures == 1
+    assert all(m.duration.count == m.count for m in by_key.values())
+    assert set(COMMAND_OF.values()) - {""} >= {"find", "insert", "update", "delete", "aggregate"}
+
+
+def test_operation_monitor_folds_series_beyond_the_cap_and_keeps_totals() -> None:
+    monitor = OperationMonitor(max_series=3)
+    for i in range(10):
+        monitor.observe(f"db{i}", "c", "find_one", SERVER_LABEL, 0.001, False)
+    snapshot = monitor.snapshot()
+    assert len(snapshot) == 3
+    assert sum(m.count for m in snapshot) == 10
+    assert (OTHER, OTHER, OTHER) in {(m.database, m.collection, m.command) for m in snapshot}
+    with pytest.raises(ConfigurationError):
+        OperationMonitor(max_series=0)
+
+
+def test_operation_monitor_reports_slow_ones_with_a_shape_only() -> None:
+    seen: list[SlowCommand] = []
+    monitor = OperationMonitor(slow_ms=5, on_slow=seen.append)
+    monitor.observe("app", "users", "find_one", "db1:27017", 0.001, False, {"email": SECRET})
+    monitor.observe("app", "users", "update_many", "db1:27017", 0.010, True, {"email": SECRET})
+    monitor.observe("app", "users", "aggregate", "db1:27017", 0.020, False, [{"$match": {}}])
+    assert [(s.command, s.failed, s.server) for s in seen] == [
+        ("update", True, "db1:27017"),
+        ("aggregate", False, "db1:27017"),
+    ]
+    assert seen[0].shape() == '{"email":"?"}'
+    assert seen[1].shape() == '[{"$match":{}}]'
+    (update,) = [m for m in monitor.snapshot() if m.command == "update"]
+    assert update.slow == 1
+
+
+def test_operation_monitor_window_is_per_cluster_and_reset_when_taken() -> None:
+    monitor = OperationMonitor()
+    monitor.observe("a", "c", "find_one", "admin", 0.002, False)
+    monitor.observe("a", "c", "find_one", "admin", 0.004, False)
+    monitor.observe("b", "c", "insert_one", "customer", 0.001, False)
+    window = monitor.take_window()
+    assert window["admin"] == (2, pytest.approx(0.006))
+    assert window["customer"] == (1, pytest.approx(0.001))
+    assert monitor.take_window() == {}
+    assert sum(m.count for m in monitor.snapshot()) == 3  # the counters are not reset
+
+
 # the hub ---------------------------------------------------------------------------------
 
 
@@ -401,8 +468,10 @@ async def test_slow_queries_are_logged_from_the_loop_with_shapes_only(
     hub.start()
     try:
         assert hub.commands is not None
-        run_command(hub.commands, {"find": "users", "filter": {"email": SECRET}}, ms=25)
-        assert not any("slow find" in line for line in log_lines)  # not inside the driver
+        hub.commands.observe(
+            "app", "users", "find_one", SERVER_LABEL, 0.025, False, {"email": SECRET}
+        )
+        assert not any("slow find" in line for line in log_lines)  # not inside the operation
         await _next_loop_turn()
         (line,) = [line for line in log_lines if "slow find" in line]
         assert "app.users took 25.0 ms" in line
