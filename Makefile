@@ -17,6 +17,8 @@ VENV ?= .venv
 SERVER_ARGS ?=
 BENCH_ARGS ?=
 PY := $(VENV)/bin/python
+# Kubernetes manifests checked by `make lint` (kustomization.yaml has no Kubernetes schema).
+K8S_MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
 # Written after a successful install; rebuilt when pyproject.toml changes, so re-runs are fast.
 STAMP := $(VENV)/.insightdb-installed
 
@@ -50,12 +52,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## run examples/demo.py against the shared development server
 	"$(PY)" examples/demo.py
 
-lint: $(STAMP) ## ruff, mypy (strict) on insightdb/ and tests/typing, mkdocs build --strict
+lint: $(STAMP) ## ruff, mypy (strict), mkdocs build --strict, deploy/ (hadolint, k8s and compose schemas)
 	"$(VENV)/bin/ruff" check .
 	"$(VENV)/bin/ruff" format --check .
 	"$(VENV)/bin/mypy" insightdb tests/typing
 	"$(VENV)/bin/lint-imports" --no-cache  # the layering contracts in pyproject.toml
 	NO_MKDOCS_2_WARNING=1 "$(VENV)/bin/mkdocs" build --strict --quiet
+	@# deploy/: offline checks (the packages carry hadolint and the schemas); the oldest and the
+	@# newest Kubernetes release the manifests target. The Secret template is validated too.
+	"$(VENV)/bin/hadolint" deploy/Dockerfile
+	"$(VENV)/bin/kubernetes-validate" --strict --quiet -k 1.29.0 $(K8S_MANIFESTS)
+	"$(VENV)/bin/kubernetes-validate" --strict --quiet -k 1.37.0 $(K8S_MANIFESTS)
+	"$(VENV)/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose.yaml
 
 docs: $(STAMP) ## serve the documentation site on http://127.0.0.1:8000 (mkdocs serve)
 	NO_MKDOCS_2_WARNING=1 "$(VENV)/bin/mkdocs" serve

@@ -303,6 +303,15 @@ def render_markdown(
             "relative to init_beanie run group after group.",
             "",
         ]
+    lines += [
+        "## The gateway",
+        "",
+        "The reference application's gateway is measured on its own page, by "
+        "`bench/bench_gateway.py` (not part of `make bench`): requests per second and p50/p99 "
+        "latency through the gateway versus straight to customer services — "
+        "[Benchmarks: the gateway's cost](benchmarks-gateway.md).",
+        "",
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 
