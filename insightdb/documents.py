@@ -11,13 +11,18 @@ initialisation without a command, and the bases are restored after every
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
+from uuid import uuid4
 
-from beanie import Document
+from beanie import Document, WriteRules
+from beanie.exceptions import NotSupported
+from pymongo.results import InsertManyResult
 
+from insightdb import _beanie_seams as seams
 from insightdb.exceptions import RoutingError, TenantIsolationError
+from insightdb.hydration import FastFindMany, FastFindOne, plan_for
 
 __all__ = [
     "AdminDocument",
@@ -44,6 +49,10 @@ class InsightDocument(Document):
 
     __insightdb_group__: ClassVar[str | None] = None
 
+    # The fast Documents path (insightdb.hydration): Beanie builds its queries from these.
+    _find_many_query_class: ClassVar[type] = FastFindMany
+    _find_one_query_class: ClassVar[type] = FastFindOne
+
     @classmethod
     def get_pymongo_collection(cls) -> Any:
         """Return the model's guarded collection (Beanie's one seam to the driver).
@@ -64,6 +73,169 @@ class InsightDocument(Document):
                     "start it with insightdb.init(), not init_beanie()"
                 )
         return super().get_pymongo_collection()
+
+    # -- the fast Documents path ------------------------------------------------------
+    # Each method below is Beanie's, taking the fast path (insightdb.hydration) when the
+    # model's plan allows it and Beanie's own code otherwise; what they mirror of Beanie
+    # is pinned in insightdb._beanie_seams.
+
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: Any = None,
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Validate ``obj`` into a document (Pydantic's ``model_validate``; fast for dicts)."""
+        if (
+            type(obj) is dict
+            and strict is None
+            and extra is None
+            and from_attributes is None
+            and context is None
+            and by_alias is None
+            and by_name is None
+        ):
+            plan = plan_for(cls)
+            if plan is not None and plan.validator is not None:
+                cls.get_pymongo_collection()  # what Document.__init__ checks
+                document: Self = plan.build(obj)
+                return document
+        validated: Self = super().model_validate(
+            obj,
+            strict=strict,
+            extra=extra,
+            from_attributes=from_attributes,
+            context=context,
+            by_alias=by_alias,
+            by_name=by_name,
+        )
+        return validated
+
+    def _save_state(self) -> None:
+        plan = plan_for(type(self))
+        if plan is None:
+            super()._save_state()
+        elif plan.settings.use_state_management and self.id is not None:
+            plan.save_state(self)
+
+    def _state_dict(self) -> dict[str, Any]:
+        plan = plan_for(type(self))
+        keep_nulls = self.get_settings().keep_nulls
+        if plan is None:
+            state: dict[str, Any] = seams.get_dict(
+                self, to_db=True, keep_nulls=keep_nulls, exclude={"revision_id"}
+            )
+            return state
+        return plan.to_dict(self, to_db=True, keep_nulls=keep_nulls, exclude=("revision_id",))
+
+    @property
+    @seams.saved_state_needed
+    def is_changed(self) -> bool:
+        """Tell whether the document differs from its saved state (Beanie's ``is_changed``)."""
+        return self._saved_state != self._state_dict()
+
+    @seams.saved_state_needed
+    def get_changes(self) -> dict[str, Any]:
+        """Return the changes since the saved state (Beanie's ``get_changes``)."""
+        assert self._saved_state is not None
+        changes: dict[str, Any] = self._collect_updates(self._saved_state, self._state_dict())
+        return changes
+
+    @seams.validate_self_before
+    @seams.wrap_with_actions(seams.EventTypes.INSERT)
+    @seams.save_state_after
+    async def insert(
+        self,
+        *,
+        link_rule: WriteRules = WriteRules.DO_NOTHING,
+        session: Any = None,
+        skip_actions: list[Any] | None = None,
+    ) -> Self:
+        """Insert the document (Beanie's ``insert``)."""
+        plan = plan_for(type(self))
+        if plan is None or link_rule is WriteRules.WRITE:
+            inserted: Self = await seams.INSERT_BODY(
+                self, link_rule=link_rule, session=session, skip_actions=skip_actions
+            )
+            return inserted
+        settings = plan.settings
+        if settings.use_revision:
+            self.revision_id = uuid4()
+        result = await self.get_pymongo_collection().insert_one(
+            plan.to_dict(self, to_db=True, keep_nulls=settings.keep_nulls), session=session
+        )
+        new_id = result.inserted_id
+        id_type = type(self).model_fields["id"].annotation
+        if not isinstance(new_id, seams.extract_id_class(id_type)):
+            new_id = seams.parse_object_as(id_type, new_id)
+        self.id = new_id
+        return self
+
+    @classmethod
+    async def insert_many(
+        cls,
+        documents: Iterable[Any],
+        session: Any = None,
+        link_rule: WriteRules = WriteRules.DO_NOTHING,
+        **pymongo_kwargs: Any,
+    ) -> InsertManyResult:
+        """Insert many documents in one command (Beanie's ``insert_many``)."""
+        if plan_for(cls) is None:
+            return await super().insert_many(
+                documents, session=session, link_rule=link_rule, **pymongo_kwargs
+            )
+        if link_rule == WriteRules.WRITE:
+            raise NotSupported("Cascade insert not supported for insert many method")
+        stored = [_stored(document) for document in documents]
+        result: InsertManyResult = await cls.get_pymongo_collection().insert_many(
+            stored, session=session, **pymongo_kwargs
+        )
+        return result
+
+    @seams.validate_self_before
+    @seams.wrap_with_actions(seams.EventTypes.SAVE)
+    @seams.save_state_after
+    async def save(
+        self,
+        session: Any = None,
+        link_rule: WriteRules = WriteRules.DO_NOTHING,
+        ignore_revision: bool = False,
+        **kwargs: Any,
+    ) -> Self:
+        """Update the document, or insert it if it does not exist (Beanie's ``save``)."""
+        plan = plan_for(type(self))
+        if plan is None or link_rule is WriteRules.WRITE or plan.settings.keep_nulls is False:
+            saved: Self = await seams.SAVE_BODY(
+                self,
+                session=session,
+                link_rule=link_rule,
+                ignore_revision=ignore_revision,
+                **kwargs,
+            )
+            return saved
+        return await self.update(
+            seams.SetOperator(plan.to_dict(self, to_db=True, keep_nulls=True)),  # type: ignore[no-untyped-call]
+            session=session,
+            ignore_revision=ignore_revision,
+            upsert=True,
+            **kwargs,
+        )
+
+
+def _stored(document: Any) -> dict[str, Any]:
+    """``get_dict(document, to_db=True, keep_nulls=...)``, through the plan where there is one."""
+    plan = plan_for(type(document))
+    keep_nulls = document.get_settings().keep_nulls
+    if plan is None:
+        stored: dict[str, Any] = seams.get_dict(document, to_db=True, keep_nulls=keep_nulls)
+        return stored
+    return plan.to_dict(document, to_db=True, keep_nulls=keep_nulls)
 
 
 class AdminDocument(InsightDocument):

@@ -344,6 +344,7 @@ class FeatureSettings(_Section):
     health_checks: StrictBool = True
     metrics: StrictBool = True
     audit_trail: StrictBool = False
+    fast_documents: StrictBool = True
 
 
 class EmbeddedSettings(_Section):
