@@ -1,4 +1,8 @@
-"""A platform user: unique e-mail, a role, and an Argon2 password hash (never the password)."""
+"""A user who signs in: unique e-mail, a role, and an Argon2 password hash (never the password).
+
+Platform staff have no ``tenant_id``; a tenant's own users (who sign in to the customer
+services of the reference application in ``examples/``) carry the tenant they belong to.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,26 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from beanie import Indexed
 from pydantic import EmailStr, Field
 
-from insightdb import AdminDocument
+from insightdb import AdminDocument, Audited
 
 _hasher = PasswordHasher()
 
 
-class User(AdminDocument):
-    """A person who can sign in to the platform.
+class User(Audited, AdminDocument):
+    """A person who can sign in: platform staff, or a user of one tenant.
 
     The password is hashed with Argon2id (argon2-cffi) before it is set; the hash is
     kept out of ``repr``. Return a response model without it from APIs (marking it
-    ``exclude=True`` would also keep Beanie from saving it).
+    ``exclude=True`` would also keep Beanie from saving it). ``Audited``: with
+    ``features.audit_trail`` on, every write leaves an audit record naming the fields
+    it set (never their values).
     """
 
     email: Indexed(EmailStr, unique=True)  # type: ignore[valid-type]
     name: str = ""
     role: Literal["owner", "admin", "support", "viewer"] = "viewer"
+    # None for platform staff; the tenant of a customer user (a claim of its tokens).
+    tenant_id: str | None = None
     password_hash: str = Field(default="", repr=False)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
