@@ -1,5 +1,5 @@
-# insightdb developer commands. `make demo` runs the example, `make test` is the test command
-# (the one .ci/run runs). Both create the virtual environment on first use.
+# insightdb developer commands. `make demo` tours the reference application, `make test` is the
+# test command (the one .ci/run runs). Both create the virtual environment on first use.
 #
 # Variables (override on the command line: `make test VENV=/tmp/venv-check`):
 #   VENV              where the virtual environment lives (default .venv)
@@ -28,7 +28,7 @@ unexport INSIGHTDB_PYTHON
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test lint docs docs-ref bench server clean distclean
+.PHONY: help demo serve test lint docs docs-ref bench server clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,8 +49,11 @@ $(STAMP): pyproject.toml
 	PYTHONWARNINGS="ignore:Editable installation" "$(PY)" -m pip install --quiet -e ".[dev]"
 	@touch "$@"
 
-demo: $(STAMP) ## run examples/demo.py against the shared development server
-	"$(PY)" examples/demo.py
+demo: $(STAMP) ## start the reference application (examples/) and tour it through its gateway
+	"$(PY)" examples/tour.py
+
+serve: $(STAMP) ## run the reference application on 127.0.0.1:8000-8003 until Ctrl-C (PORT=...)
+	"$(PY)" examples/serve.py
 
 lint: $(STAMP) ## ruff, mypy (strict), mkdocs build --strict, deploy/ (hadolint, k8s and compose schemas)
 	"$(VENV)/bin/ruff" check .
