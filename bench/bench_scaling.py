@@ -293,7 +293,7 @@ def notes_for(
                 "goal": "insightdb.init no slower than sequential init_beanie on loopback "
                 "(10 models)",
                 "figure": f"wall {ratio.value:.2f}x (per-round IQR {ratio.q1:.2f}-{ratio.q3:.2f}); "
-                + "; ".join(f"{row[0]} models {row[3]}" for row in rows[1:]),
+                + "; ".join(f"{row[0]} {row[3]}" for row in rows[1:]),
                 "met": ratio.value <= 1.0,
                 "source": "bench/bench_scaling.py, canned server",
             }
