@@ -370,6 +370,9 @@ def _source_command(command: str, selected: Any) -> Mapping[str, Any] | None:
     return None if key is None else {key: selected}
 
 
+_TARGETS_PER_SERIES = 4
+
+
 class _Window:
     __slots__ = ("count", "seconds")
 
@@ -486,7 +489,10 @@ class OperationMonitor:
             if window is None:
                 window = self._windows[cluster] = _Window()
             target = (series, window, command)
-            self._targets[(database, collection, operation, cluster)] = target
+            # The look-up cache is bounded like the series: past the bound, operations on
+            # yet more collections take this slower path instead of growing memory.
+            if len(self._targets) < _TARGETS_PER_SERIES * (self._max_named + 1):
+                self._targets[(database, collection, operation, cluster)] = target
         return target
 
     def snapshot(self) -> tuple[CommandMetrics, ...]:

@@ -412,6 +412,10 @@ def test_operation_monitor_folds_series_beyond_the_cap_and_keeps_totals() -> Non
     assert len(snapshot) == 3
     assert sum(m.count for m in snapshot) == 10
     assert (OTHER, OTHER, OTHER) in {(m.database, m.collection, m.command) for m in snapshot}
+    for i in range(10, 100):  # the look-up cache stays bounded too
+        monitor.observe(f"db{i}", "c", "find_one", SERVER_LABEL, 0.001, False)
+    assert len(monitor._targets) <= 4 * 3
+    assert sum(m.count for m in monitor.snapshot()) == 100
     with pytest.raises(ConfigurationError):
         OperationMonitor(max_series=0)
 
