@@ -50,6 +50,7 @@ from insightdb.health import (
     read_migrations,
     with_details,
 )
+from insightdb.hydration import RUNTIME_SWITCH_ATTR
 from insightdb.migrations.command import pending_migrations
 from insightdb.monitoring import Alert, AlertHook, BreakerMetrics, MetricsSnapshot, Monitoring
 from insightdb.registry import (
@@ -488,6 +489,7 @@ class InsightDB:
     ) -> None:
         """Guard every driver object reachable from the models and from this instance."""
         deadline_s = _seconds(self._settings.timeouts.operation_ms)
+        fast_documents = self._settings.features.fast_documents
         recorder = self._monitoring.commands if self._monitoring is not None else None
         policies = {
             group: Policy(
@@ -537,6 +539,7 @@ class InsightDB:
                 settings.pymongo_db = database  # type: ignore[assignment]
                 if isinstance(model, type) and issubclass(model, Document):
                     install_collection(model, guarded)
+                    type.__setattr__(model, RUNTIME_SWITCH_ATTR, fast_documents)
 
     async def _wait_idle(self, monitoring: Monitoring, bound_s: float) -> bool:
         """Wait up to ``bound_s`` until no guarded operation (nor pooled connection) is busy."""

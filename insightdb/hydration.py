@@ -80,17 +80,16 @@ _LINKS = (seams.LinkTypes.DIRECT, seams.LinkTypes.OPTIONAL_DIRECT)
 _LINK_LISTS = (seams.LinkTypes.LIST, seams.LinkTypes.OPTIONAL_LIST)
 
 
+# Set on each model by the runtime that initialises it (``features.fast_documents``).
+RUNTIME_SWITCH_ATTR = "__insightdb_fast_documents__"
+
+
 def _fast_path_enabled(model: type[Document]) -> bool:
     declared = getattr(getattr(model, "Settings", None), FAST_PATH_SETTING, None)
     if declared is not None:
         return bool(declared)
-    from insightdb.exceptions import InsightDBError
-    from insightdb.lifecycle import current
-
-    try:
-        return current().settings.features.fast_documents
-    except InsightDBError:  # no runtime: models initialised by init_beanie alone
-        return True
+    # Models initialised by init_beanie alone (no insightdb runtime) take the default.
+    return bool(model.__dict__.get(RUNTIME_SWITCH_ATTR, True))
 
 
 class DocumentPlan:

@@ -87,10 +87,16 @@ class ModelRegistry:
 
     routes: tuple[Route, ...]
     _by_group: dict[str, tuple[type[Document], ...]] = field(init=False, repr=False)
+    _by_model: dict[type[Any], Route] = field(init=False, repr=False)
+    _by_name: dict[str, Route] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         grouped = {g: tuple(r.model for r in self.routes if r.group == g) for g in GROUPS}
         object.__setattr__(self, "_by_group", grouped)
+        # Look-ups by model and by name are constant-time: startup checks every model's
+        # links against the table, which must stay linear in the number of models.
+        object.__setattr__(self, "_by_model", {r.model: r for r in self.routes})
+        object.__setattr__(self, "_by_name", {r.name: r for r in self.routes})
 
     def models(self, group: str) -> tuple[type[Document], ...]:
         """Return the models routed to ``group``, in discovery order."""
@@ -104,9 +110,9 @@ class ModelRegistry:
         Raises:
             RoutingError: The model is not in the routing table.
         """
-        for route in self.routes:
-            if route.model is model:
-                return route
+        route = self._by_model.get(model)
+        if route is not None:
+            return route
         raise RoutingError(
             f"{model.__name__} is not routed: define it under a configured model package "
             "or pass it in init(models=...)"
@@ -733,14 +739,13 @@ def _unique_indexes(model: type[Document]) -> Iterator[tuple[str, list[str]]]:
 
 
 def _check_links(route: Route, registry: ModelRegistry) -> None:
-    by_name = {r.name: r for r in registry}
     for field_name, info in route.model.model_fields.items():
         for target in _link_targets(info.annotation, route.model):
             target_route = None
             if isinstance(target, str):
-                target_route = by_name.get(target)
+                target_route = registry._by_name.get(target)
             elif isinstance(target, type):
-                target_route = next((r for r in registry if r.model is target), None)
+                target_route = registry._by_model.get(target)
                 if target_route is None and issubclass(target, Document):
                     target_group = group_of(target)
                     if target_group is not None and target_group != route.group:
