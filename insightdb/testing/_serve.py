@@ -118,6 +118,28 @@ async def _watch_parent(stop: asyncio.Event) -> None:
         await asyncio.sleep(_PARENT_POLL_SECONDS)
 
 
+def _accept_lowercase_buildinfo(server: Any) -> None:
+    """Let the emulator answer ``buildinfo``, which ``AsyncMongoClient.server_info()`` sends.
+
+    mongoeco knows the command only as ``buildInfo`` (MongoDB accepts both spellings). It
+    has no public hook for command aliases, so this renames the command in the request
+    body before mongoeco reads it, through its executor's ``_build_request_context``; if
+    a mongoeco release moves that, nothing is patched and ``server_info()`` fails as before
+    (``tests/integration/test_embedded_server.py`` then says so).
+    """
+    executor: Any = getattr(server, "_executor", None)
+    build = getattr(executor, "_build_request_context", None)
+    if build is None:
+        return
+
+    def renaming(body: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if isinstance(body, dict) and next(iter(body), None) == "buildinfo":
+            body = {("buildInfo" if k == "buildinfo" else k): v for k, v in body.items()}
+        return build(body, *args, **kwargs)
+
+    executor._build_request_context = renaming
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
 
@@ -128,6 +150,7 @@ async def _serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
     engine = _make_engine(args.engine, args.data_dir)
     async with AsyncMongoEcoProxyServer(engine=engine, host=args.host, port=args.port) as server:
+        _accept_lowercase_buildinfo(server)
         host, port = server.address.host, server.address.port
         netloc = f"[{host}]" if ":" in host else host
         uri = f"mongodb://{netloc}:{port}/?directConnection=true"

@@ -100,6 +100,17 @@ async def test_async_context_manager() -> None:
     assert not psutil.pid_exists(pid)
 
 
+async def test_server_info_works_although_the_emulator_knows_only_buildInfo() -> None:
+    # PyMongo's server_info() sends the lowercase "buildinfo" (MongoDB takes both).
+    async with (
+        EmbeddedServer() as server,
+        pymongo.AsyncMongoClient[dict[str, Any]](_bounded(server.uri)) as client,
+    ):
+        info = await client.server_info()
+        assert isinstance(info.get("version"), str)
+        assert (await client.admin.command("buildInfo"))["version"] == info["version"]
+
+
 def test_sqlite_data_survives_a_restart(tmp_path: Path) -> None:
     with (
         EmbeddedServer(engine="sqlite", data_dir=tmp_path / "data") as server,
