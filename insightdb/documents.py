@@ -23,6 +23,8 @@ from pymongo.results import InsertManyResult
 from insightdb import _beanie_seams as seams
 from insightdb.exceptions import RoutingError, TenantIsolationError
 from insightdb.hydration import FastFindMany, FastFindOne, plan_for
+from insightdb.references import Missing
+from insightdb.references import resolve as resolve_references
 
 __all__ = [
     "AdminDocument",
@@ -73,6 +75,21 @@ class InsightDocument(Document):
                     "start it with insightdb.init(), not init_beanie()"
                 )
         return super().get_pymongo_collection()
+
+    async def resolve(self, *fields: str, missing: Missing = "none") -> Self:
+        """Fetch the targets of this document's ``CrossRef`` fields; return the document.
+
+        One query per target model, the target's tenancy respected; afterwards each
+        reference's ``.document`` is its target (or ``None``). For many documents at
+        once use :func:`insightdb.references.resolve`, which batches across them.
+
+        Args:
+            *fields: The reference fields to resolve; every ``CrossRef`` field if none.
+            missing: ``"none"`` leaves a dangling reference's ``.document`` as ``None``;
+                ``"error"`` raises :class:`~insightdb.exceptions.DanglingReferenceError`.
+        """
+        await resolve_references(self, *fields, missing=missing)
+        return self
 
     # -- the fast Documents path ------------------------------------------------------
     # Each method below is Beanie's, taking the fast path (insightdb.hydration) when the

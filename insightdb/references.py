@@ -36,7 +36,6 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from insightdb.documents import group_of
 from insightdb.exceptions import DanglingReferenceError, InsightDBError
 
 __all__ = ["CrossRef", "DanglingReferenceError", "Missing", "resolve"]
@@ -136,8 +135,9 @@ class CrossRef(RootModel[Any], Generic[TargetT]):
 
     @property
     def group(self) -> str | None:
-        """The target's database group."""
-        return group_of(self.model)
+        """The target's database group (``None`` for a model outside insightdb's bases)."""
+        group: str | None = getattr(self.model, "__insightdb_group__", None)
+        return group
 
     @property
     def resolved(self) -> bool:

@@ -130,6 +130,32 @@ async def test_batched_resolution_sends_one_query_per_target_model(
 
 
 @pytest.mark.insightdb(models=MODELS)
+async def test_a_document_resolves_its_own_references(
+    insightdb_db: insightdb.InsightDB,
+) -> None:
+    ada, bob = await RfUser(name="Ada").insert(), await RfUser(name="Bob").insert()
+    async with tenant_context("acme"):
+        team = await RfTeam(name="core").insert()
+        await RfProject(title="p", manager=ada, reviewer=bob, team=team).insert()
+        project = await RfProject.find_one(RfProject.title == "p")
+        assert project is not None
+        FINDS.finds.clear()
+        assert await project.resolve() is project  # every reference field
+        assert sorted(FINDS.finds) == ["RfTeam", "RfUser"]  # one query per target model
+        assert project.manager.document is not None
+        assert project.manager.document.name == "Ada"
+        assert project.reviewer is not None
+        assert project.reviewer.document is not None
+        assert project.reviewer.document.name == "Bob"
+        other = await RfProject.find_one(RfProject.title == "p")
+        assert other is not None
+        await other.resolve("team")
+        assert other.team is not None
+        assert other.team.document is not None
+        assert not other.manager.resolved
+
+
+@pytest.mark.insightdb(models=MODELS)
 async def test_the_targets_tenancy_is_respected(insightdb_db: insightdb.InsightDB) -> None:
     ada = await RfUser(name="Ada").insert()
     async with tenant_context("globex"):
