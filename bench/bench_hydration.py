@@ -9,7 +9,7 @@ contenders read and write the same 1,000 small documents:
   validation alone, for reference);
 * ``beanie``: a plain ``beanie.Document``;
 * ``insightdb``: a ``TenantScoped`` ``CustomerDocument`` with default settings — tenancy,
-  monitoring and the fast Documents path (:mod:`insightdb.hydration`) on;
+  monitoring and the fast Documents path (:mod:`insightdb.runtime.hydration`) on;
 * ``insightdb, fast path off``: the same model with ``insightdb_fast_path = False``.
 
 Scenarios: ``find({}).to_list()`` of 1,000 documents, ``Model.get(id)``,
@@ -37,7 +37,7 @@ from bench.harness import Contender, ScenarioResult, format_result, measure, wri
 from bench.models import TENANT, BeanieItem, ItemRow, item_fields
 from bench.stack import insight_settings, open_server
 from insightdb import CustomerDocument, TenantScoped, tenant_context
-from insightdb.connections import client_options
+from insightdb.runtime.connections import client_options
 
 PYMONGO = "pymongo"
 PYDANTIC = "pydantic only (PyMongo + model_validate)"

@@ -34,7 +34,7 @@ import insightdb
 from bench.harness import Contender, ScenarioResult, format_result, measure, write_results
 from bench.stack import insight_settings, open_server
 from insightdb import AdminDocument, Audited, SoftDeletable, Timestamped
-from insightdb.connections import client_options
+from insightdb.runtime.connections import client_options
 
 BEANIE = "beanie"
 PLAIN = "insightdb"

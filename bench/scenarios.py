@@ -37,7 +37,7 @@ from bench.models import (
 )
 from bench.stack import INSIGHT_DBS, ServerKind, Stack, insight_settings
 from insightdb import find_as, find_one_as
-from insightdb.connections import client_options
+from insightdb.runtime.connections import client_options
 
 __all__ = [
     "BEANIE",

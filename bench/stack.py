@@ -36,7 +36,7 @@ import insightdb
 from bench.canned_server import CannedServer
 from bench.models import BeanieItem, InsightItem, QuietItem, QuietPlainItem, item_fields
 from insightdb import InsightDB
-from insightdb.connections import client_options
+from insightdb.runtime.connections import client_options
 from insightdb.settings import Settings, get_settings
 from insightdb.testing.server import EmbeddedServer
 

@@ -11,9 +11,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from loguru import logger
 
-from insightdb.breaker import BreakerState, CircuitBreaker
-from insightdb.core import InsightDB
-from insightdb.documents import AdminDocument, CustomerDocument
 from insightdb.exceptions import (
     CircuitOpenError,
     ConfigurationError,
@@ -29,15 +26,24 @@ from insightdb.exceptions import (
     TenantIsolationError,
     TransactionError,
 )
-from insightdb.fastpath import find_as, find_one_as
-from insightdb.health import GroupHealth, HealthReport, PoolHealth, ServerHealth, TopologyHealth
-from insightdb.lifecycle import close, connect, current, init, transaction
 from insightdb.monitoring import Alert, MetricsSnapshot
 from insightdb.plugins import Audited, SoftDeletable, Timestamped, actor_context
-from insightdb.references import CrossRef
-from insightdb.registry import ModelRegistry, Route
+from insightdb.resilience.breaker import BreakerState, CircuitBreaker
+from insightdb.runtime.documents import AdminDocument, CustomerDocument
+from insightdb.runtime.fastpath import find_as, find_one_as
+from insightdb.runtime.health import (
+    GroupHealth,
+    HealthReport,
+    PoolHealth,
+    ServerHealth,
+    TopologyHealth,
+)
+from insightdb.runtime.instance import InsightDB
+from insightdb.runtime.lifecycle import close, connect, current, init, transaction
+from insightdb.runtime.references import CrossRef
+from insightdb.runtime.registry import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
-from insightdb.tenancy import TenantScoped, current_tenant, tenant_context, unscoped
+from insightdb.tenancy.context import TenantScoped, current_tenant, tenant_context, unscoped
 
 # loguru's advice for libraries: stay silent until the application opts in with
 # logger.enable("insightdb"); the CLI and the FastAPI lifespan do so.

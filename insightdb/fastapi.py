@@ -35,8 +35,6 @@ from beanie.exceptions import DocumentNotFound
 from loguru import logger
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from insightdb import lifecycle
-from insightdb.core import InsightDB
 from insightdb.exceptions import (
     CircuitOpenError,
     ConfigurationError,
@@ -46,9 +44,11 @@ from insightdb.exceptions import (
     TenantContextError,
     TenantIsolationError,
 )
-from insightdb.registry import ModelSpec
+from insightdb.runtime import lifecycle
+from insightdb.runtime.instance import InsightDB
+from insightdb.runtime.registry import ModelSpec
 from insightdb.settings import Settings
-from insightdb.tenancy import tenant_context, validate_tenant_id
+from insightdb.tenancy.context import tenant_context, validate_tenant_id
 
 __all__ = [
     "MigrationsMode",
@@ -265,14 +265,14 @@ def tenant_dependency(
 
     The tenant comes from ``resolver(request)`` when given (a JWT claim, a subdomain;
     sync or async), else from the ``header``. The request then runs inside
-    :func:`~insightdb.tenancy.tenant_context`, so every tenant-scoped query of the
+    :func:`~insightdb.tenancy.context.tenant_context`, so every tenant-scoped query of the
     handler is filtered. A request never runs unscoped. The answers, each a JSON
     ``{"detail": {"error": ..., "message": ...}}``:
 
     - no header: 400 ``tenant_required``;
     - the resolver returns ``None`` or raises :class:`~insightdb.TenantContextError`
       (its way to say "not authenticated for any tenant"): 401 ``tenant_required``;
-    - a tenant id that is not valid (see :func:`~insightdb.tenancy.validate_tenant_id`),
+    - a tenant id that is not valid (see :func:`~insightdb.tenancy.context.validate_tenant_id`),
       from either source: 400 ``invalid_tenant``.
 
     Declare it app-wide to scope every route; the probes of :func:`health_router` and

@@ -1,7 +1,7 @@
 """The open transaction of the current task, held in a context variable.
 
 :func:`insightdb.transaction` / :meth:`InsightDB.transaction` set it for the duration of
-a block; the guarded collection (:mod:`insightdb.collection`) reads it once per
+a block; the guarded collection (:mod:`insightdb.tenancy.collection`) reads it once per
 operation and, when no ``session=`` was given, hands the driver the transaction's
 session. This module is the low layer both share: it holds the state and decides, for
 one operation, which session it runs in.

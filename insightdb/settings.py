@@ -474,7 +474,7 @@ def get_settings(
     _check_consistency(settings)
     # The driver's own parser and option validators are the reference: what it would
     # refuse at init() is refused here (imported late: connections builds on settings).
-    from insightdb.connections import check_connections
+    from insightdb.runtime.connections import check_connections
 
     check_connections(settings)
     return settings

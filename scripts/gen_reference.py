@@ -350,7 +350,7 @@ def render_cli() -> str:
     """Render ``docs/reference/cli.md`` from the typer application."""
     root = typer.main.get_command(build_app())
     out = [
-        _NOTICE.format(source="the insightdb command line (insightdb/cli.py)"),
+        _NOTICE.format(source="the insightdb command line (insightdb/cli/)"),
         "",
         "# CLI commands",
         "",

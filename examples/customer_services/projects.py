@@ -14,7 +14,7 @@ from examples.common.pagination import Page, PageParams, page_params
 from examples.common.tokens import Claims
 from examples.customer_services.clients import WRITERS
 from examples.customer_services.schemas import ProjectIn, ProjectOut, ProjectPatch, ProjectStatus
-from insightdb.references import resolve
+from insightdb.runtime.references import resolve
 from models.admin.user import User
 from models.customer.client import Client
 from models.customer.project import Project

@@ -19,7 +19,7 @@ from loguru import logger
 
 from examples.gateway.config import GatewayConfig, UpstreamConfig
 from insightdb import CircuitBreaker
-from insightdb.breaker import Transition
+from insightdb.resilience.breaker import Transition
 
 __all__ = ["Instance", "Upstream", "build_upstreams"]
 

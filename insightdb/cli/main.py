@@ -8,7 +8,7 @@ through :class:`CLIState`, so ``--version`` and ``server`` never read ``settings
 
 Command groups (``migrate``, ``seed``) are typer apps registered in :func:`build_app` with
 ``app.add_typer(migrate_app, name="migrate")``; their commands reach the global options and
-the settings with :func:`get_state` (from :mod:`insightdb._cli_state`, which the groups import
+the settings with :func:`get_state` (from :mod:`insightdb.cli.state`, which the groups import
 instead of this module).
 """
 
@@ -30,18 +30,18 @@ import typer
 from loguru import logger
 
 import insightdb
-from insightdb._cli_state import _USAGE_ERROR, CLIState, get_state, usage_error
 from insightdb._redact import mask_text
+from insightdb.cli.migrate import migrate_app
+from insightdb.cli.seed import seed_app
+from insightdb.cli.state import _USAGE_ERROR, CLIState, get_state, usage_error
 from insightdb.exceptions import (
     ConfigurationError,
     DatabaseUnavailable,
     InsightDBError,
     RoutingError,
 )
-from insightdb.health import HealthReport
-from insightdb.migrations.cli import migrate_app
-from insightdb.registry import build_registry
-from insightdb.seeding_cli import seed_app
+from insightdb.runtime.health import HealthReport
+from insightdb.runtime.registry import build_registry
 from insightdb.settings import Settings
 
 __all__ = [
@@ -57,7 +57,7 @@ __all__ = [
 _LOG_FORMAT = "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {extra[_masked]}\n"
 _USAGE_ERRORS = (ConfigurationError, RoutingError)
 # click's exception classes, found from typer's public BadParameter: typer 0.2x vendors its own
-# copy of click, older versions use click itself (insightdb._cli_state finds UsageError).
+# copy of click, older versions use click itself (insightdb.cli.state finds UsageError).
 _CLICK_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
@@ -250,7 +250,7 @@ def server_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from insightdb.devserver import serve_foreground
+    from insightdb.runtime.devserver import serve_foreground
 
     chosen_engine, chosen_dir = _server_options(ctx, engine, data_dir)
     code = _until_terminated(
@@ -264,7 +264,7 @@ def server_status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Say whether the shared development server runs here, and where; exit 1 when not."""
-    from insightdb.devserver import ProjectFiles, server_status, storage
+    from insightdb.runtime.devserver import ProjectFiles, server_status, storage
 
     files = ProjectFiles.of()
     record = server_status()
@@ -280,7 +280,7 @@ def server_status_command(
 
 def server_start_command(ctx: typer.Context) -> None:
     """Start the shared development server in the background (or reuse it); print its URI."""
-    from insightdb.devserver import shared_server_for
+    from insightdb.runtime.devserver import shared_server_for
 
     server = shared_server_for(get_state(ctx).settings())
     with server:
@@ -294,7 +294,7 @@ def server_stop_command(
     ] = 5.0,
 ) -> None:
     """Stop the shared development server by its recorded PID (its data stays on disk)."""
-    from insightdb.devserver import ProjectFiles, stop_server
+    from insightdb.runtime.devserver import ProjectFiles, stop_server
 
     record = stop_server(timeout=timeout)
     if record is None:

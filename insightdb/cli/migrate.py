@@ -4,7 +4,7 @@ Each command's help is the docstring of its function in
 :mod:`insightdb.migrations.command`; this module only parses options, reaches the
 settings through the root app's state, runs the command and prints the result. Errors
 are :class:`~insightdb.exceptions.InsightDBError` and are printed as one line by
-``insightdb.cli.main`` (exit status 1); wrong usage (``down`` without exactly one of
+``insightdb.cli.main.main`` (exit status 1); wrong usage (``down`` without exactly one of
 ``--steps``/``--to``, ``--to`` without one ``--db``) is found here first and exits 2.
 ``status`` and ``check`` exit 1 when a database has pending revisions.
 """
@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from insightdb._cli_state import get_state, usage_error
+from insightdb.cli.state import get_state, usage_error
 from insightdb.migrations import command
 from insightdb.migrations.runner import RunOptions, RunResult
 from insightdb.migrations.status import GroupStatus

@@ -1,9 +1,9 @@
 """``insightdb seed run`` / ``insightdb seed list``: the typer sub-app of the seeders.
 
-A thin map onto :mod:`insightdb.seeding`: ``run`` starts the runtime (models included),
+A thin map onto :mod:`insightdb.seeding.seeds`: ``run`` starts the runtime (models included),
 runs the seeders and prints one line per seeder; ``list`` imports the seeders without
 connecting. Errors are :class:`~insightdb.exceptions.SeedError` lines printed by
-``insightdb.cli.main`` (exit status 1).
+``insightdb.cli.main.main`` (exit status 1).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 
 import insightdb
-from insightdb._cli_state import get_state
-from insightdb.seeding import SeedOutcome, check_environment, discover_seeds, run_seeds
+from insightdb.cli.state import get_state
+from insightdb.seeding.seeds import SeedOutcome, check_environment, discover_seeds, run_seeds
 from insightdb.settings import Settings
 
 __all__ = ["seed_app"]

@@ -2,7 +2,7 @@
 
 :class:`CLIState` holds the global options (``--env``, ``--settings``, ``--traceback``,
 ``--log-level``) and loads the settings once, on first use. The root app
-(:mod:`insightdb.cli`) and the command groups (``migrate``, ``seed``) reach it through
+(:mod:`insightdb.cli.main`) and the command groups (``migrate``, ``seed``) reach it through
 :func:`get_state` and report wrong usage through :func:`usage_error`; they all import
 this module, which imports none of them, so the command line has no import cycle and
 ``python -m insightdb.cli`` shares one :class:`CLIState` class with the groups.

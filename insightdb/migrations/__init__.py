@@ -9,7 +9,7 @@ each: :mod:`~insightdb.migrations.graph` (pure revision graph),
 :mod:`~insightdb.migrations.lock` (the database side), :mod:`~insightdb.migrations.runner`
 (one group), :mod:`~insightdb.migrations.context` and
 :mod:`~insightdb.migrations.serverside` (what ``ctx`` offers),
-:mod:`~insightdb.migrations.command` (the commands) and :mod:`~insightdb.migrations.cli`.
+:mod:`~insightdb.migrations.command` (the commands) and :mod:`~insightdb.cli.migrate`.
 
 For a FastAPI lifespan: ``await pending_migrations(db)`` (``"check"``) and
 ``await upgrade(db)`` (``"apply"``, under the lock).

@@ -18,16 +18,16 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from insightdb.connections import ConnectionHandler
-from insightdb.devserver import with_shared_server
 from insightdb.exceptions import ConfigurationError, MigrationError
-from insightdb.guarded import driver_object
 from insightdb.migrations.graph import Revision
 from insightdb.migrations.runner import Runner, RunOptions, RunResult
 from insightdb.migrations.scripts import ScriptDirectory
 from insightdb.migrations.status import GroupStatus
+from insightdb.runtime.connections import ConnectionHandler
+from insightdb.runtime.devserver import with_shared_server
+from insightdb.runtime.startup import wait_until_reachable
 from insightdb.settings import GROUPS, Settings
-from insightdb.startup import wait_until_reachable
+from insightdb.tenancy.guarded import driver_object
 from insightdb.testing.server import EmbeddedServer
 
 __all__ = [

@@ -27,7 +27,7 @@ from pymongo import ReplaceOne
 
 from insightdb.exceptions import MigrationError
 from insightdb.migrations.context import MigrationContext
-from insightdb.registry import clean_bases
+from insightdb.runtime.registry import clean_bases
 
 __all__ = ["FreeFallStep", "IterativeStep", "Step", "free_fall", "iterative", "steps_of"]
 

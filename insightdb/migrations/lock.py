@@ -37,8 +37,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from insightdb._driver_errors import masked_first_line
 from insightdb.exceptions import MigrationLockError
+from insightdb.resilience._driver_errors import masked_first_line
 
 __all__ = ["LOCK_COLLECTION", "MigrationLock", "default_owner"]
 

@@ -38,7 +38,7 @@ from insightdb.migrations.log import LOG_COLLECTION, LogEntry, MigrationLog
 from insightdb.migrations.progress import ProgressMode
 from insightdb.migrations.scripts import Script, ScriptDirectory
 from insightdb.migrations.status import GroupStatus, build_status
-from insightdb.tenancy import unscoped
+from insightdb.tenancy.context import unscoped
 
 __all__ = ["RunOptions", "RunResult", "Runner"]
 

@@ -36,7 +36,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installe
 from insightdb.monitoring.metrics import Histogram, MetricsSnapshot
 
 if TYPE_CHECKING:
-    from insightdb.core import InsightDB
+    from insightdb.runtime.instance import InsightDB
 
 __all__ = ["CONTENT_TYPE_LATEST", "InsightDBCollector", "generate_metrics"]
 
@@ -44,8 +44,8 @@ SnapshotSource = Callable[[], "MetricsSnapshot | None"]
 
 
 def _current_snapshot() -> MetricsSnapshot | None:
-    from insightdb import lifecycle
     from insightdb.exceptions import InsightDBError
+    from insightdb.runtime import lifecycle
 
     try:
         db = lifecycle.current()

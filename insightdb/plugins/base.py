@@ -1,7 +1,7 @@
 """The common base of the plugin mixins: the model's collection, seen through its plugins.
 
 Beanie reaches the driver only through ``Document.get_pymongo_collection()``; insightdb
-answers it with the model's :class:`~insightdb.collection.GuardedCollection`. A model
+answers it with the model's :class:`~insightdb.tenancy.collection.GuardedCollection`. A model
 that mixes in a plugin answers with a :class:`~insightdb.plugins.collection.PluginCollection`
 around that guarded collection instead: the plugins rewrite a command (stamp times, hide
 soft-deleted documents, record an audit entry) and the guarded collection below still
@@ -50,7 +50,7 @@ class PluginMixin(BaseModel):
         cached = cls.__dict__.get(_CACHE_ATTR)
         if cached is not None and cached[0] is inner:
             return cached[1]
-        from insightdb.collection import GuardedCollection
+        from insightdb.tenancy.collection import GuardedCollection
 
         if not isinstance(inner, GuardedCollection):
             return inner  # init_beanie at work: Beanie needs its own collection

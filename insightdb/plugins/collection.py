@@ -1,6 +1,6 @@
 """The plugin collection: a model's guarded collection, seen through its plugins.
 
-It sits above :class:`~insightdb.collection.GuardedCollection` and below Beanie. Each
+It sits above :class:`~insightdb.tenancy.collection.GuardedCollection` and below Beanie. Each
 data method rewrites its arguments for the model's plugins and hands them to the guarded
 collection, which still checks the options, scopes the tenant, joins the open
 transaction and guards the call:
@@ -25,7 +25,6 @@ from typing import Any
 from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.results import DeleteResult
 
-from insightdb.allowlist import bind_positional
 from insightdb.exceptions import InsightDBError
 from insightdb.plugins.audit import (
     AUDIT_COLLECTION,
@@ -53,7 +52,8 @@ from insightdb.plugins.timestamps import (
     utc_now,
 )
 from insightdb.session_context import active_transaction
-from insightdb.tenancy import current_tenant
+from insightdb.tenancy.allowlist import bind_positional
+from insightdb.tenancy.context import current_tenant
 
 __all__ = ["PluginCollection"]
 
@@ -403,7 +403,7 @@ class PluginCollection:
             return
         target = self._audit_target
         if target is None:
-            from insightdb.lifecycle import current
+            from insightdb.runtime.lifecycle import current
 
             target = self._audit_target = current().database("admin")[AUDIT_COLLECTION]
         active = active_transaction()
@@ -418,7 +418,7 @@ class PluginCollection:
 
 
 def _audit_enabled() -> bool:
-    from insightdb.lifecycle import current
+    from insightdb.runtime.lifecycle import current
 
     try:
         return current().settings.features.audit_trail

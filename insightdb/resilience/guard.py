@@ -1,17 +1,17 @@
 """The operation guard of one client: its circuit breaker, wired to every operation.
 
-:class:`~insightdb.collection.GuardedCollection` asks the guard of its model's client
+:class:`~insightdb.tenancy.collection.GuardedCollection` asks the guard of its model's client
 before every operation (:meth:`ClientGuard.before`) and tells it the outcome
 (:meth:`~ClientGuard.succeeded`, :meth:`~ClientGuard.failed`); health checks do the same.
-The guard turns that into :class:`~insightdb.breaker.CircuitBreaker` calls:
+The guard turns that into :class:`~insightdb.resilience.breaker.CircuitBreaker` calls:
 
 * only connectivity failures and timeouts count
-  (:func:`insightdb._driver_errors.is_connectivity_error`); an error the server sent
+  (:func:`insightdb.resilience._driver_errors.is_connectivity_error`); an error the server sent
   back (``OperationFailure``: a duplicate key, a validation failure) means the server
   answered, so it counts as a success; any other outcome — a client-side error such as
   a document bson can't encode, an operation on a closed client, a cancellation — says
   nothing about the server: it is not counted, and if it was the half-open probe it
-  frees the probe slot (:meth:`~insightdb.breaker.CircuitBreaker.release`);
+  frees the probe slot (:meth:`~insightdb.resilience.breaker.CircuitBreaker.release`);
 * while the breaker is open, :meth:`~ClientGuard.before` raises
   :class:`~insightdb.exceptions.CircuitOpenError` at once, without touching the network;
 * while half-open, the current asyncio task is the breaker's owner, so exactly one task
@@ -40,10 +40,10 @@ from collections.abc import Callable, Hashable
 from loguru import logger
 from pymongo.errors import OperationFailure
 
-from insightdb._driver_errors import is_client_closed_error, is_connectivity_error
-from insightdb.breaker import BreakerState, BreakerStats, CircuitBreaker, Transition
 from insightdb.exceptions import CircuitOpenError, DatabaseUnavailable
 from insightdb.monitoring.metrics import BreakerMetrics
+from insightdb.resilience._driver_errors import is_client_closed_error, is_connectivity_error
+from insightdb.resilience.breaker import BreakerState, BreakerStats, CircuitBreaker, Transition
 from insightdb.settings import Settings
 
 __all__ = ["ClientGuard", "counts_as_failure", "server_answered"]
@@ -83,7 +83,7 @@ def _owner() -> Hashable:
 
 
 class ClientGuard:
-    """The :class:`~insightdb.collection.OperationGuard` of one client.
+    """The :class:`~insightdb.tenancy.collection.OperationGuard` of one client.
 
     Args:
         name: The groups the client serves, e.g. ``"admin+customer"`` (used in messages,

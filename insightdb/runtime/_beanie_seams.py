@@ -1,6 +1,6 @@
 """Every part of Beanie and Pydantic that the fast Documents path relies on, in one place.
 
-:mod:`insightdb.hydration` reads and writes insightdb Documents without Beanie's
+:mod:`insightdb.runtime.hydration` reads and writes insightdb Documents without Beanie's
 per-document machinery, yet must behave exactly as Beanie does. It leans on Beanie only
 where Beanie itself offers a seam — classmethods and class attributes it looks up on the
 model (``model_validate``, ``_save_state``, ``_find_many_query_class``,
@@ -160,5 +160,5 @@ def _mirrored() -> dict[str, tuple[Any, str]]:
 MIRRORED: dict[str, tuple[Any, str]] = _mirrored()
 """Name → (the Beanie or Pydantic function insightdb mirrors or relies on line by line,
 the fingerprint of its source when the mirror was written). A changed fingerprint means:
-read the new source, update the mirror in :mod:`insightdb.hydration` or
-:mod:`insightdb.documents`, then the fingerprint."""
+read the new source, update the mirror in :mod:`insightdb.runtime.hydration` or
+:mod:`insightdb.runtime.documents`, then the fingerprint."""

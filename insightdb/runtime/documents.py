@@ -4,7 +4,7 @@
 in the customer database. The bases themselves are never collections and never reach a
 server: insightdb hands Beanie only concrete models, a base answers Beanie's index
 initialisation without a command, and the bases are restored after every
-``init_beanie`` (see :mod:`insightdb.registry`), so a model defined after an earlier
+``init_beanie`` (see :mod:`insightdb.runtime.registry`), so a model defined after an earlier
 ``init`` behaves like any other.
 """
 
@@ -20,11 +20,11 @@ from beanie import Document, WriteRules
 from beanie.exceptions import NotSupported
 from pymongo.results import InsertManyResult
 
-from insightdb import _beanie_seams as seams
 from insightdb.exceptions import RoutingError, TenantIsolationError
-from insightdb.hydration import FastFindMany, FastFindOne, plan_for
-from insightdb.references import Missing
-from insightdb.references import resolve as resolve_references
+from insightdb.runtime import _beanie_seams as seams
+from insightdb.runtime.hydration import FastFindMany, FastFindOne, plan_for
+from insightdb.runtime.references import Missing
+from insightdb.runtime.references import resolve as resolve_references
 
 __all__ = [
     "AdminDocument",
@@ -51,7 +51,7 @@ class InsightDocument(Document):
 
     __insightdb_group__: ClassVar[str | None] = None
 
-    # The fast Documents path (insightdb.hydration): Beanie builds its queries from these.
+    # The fast Documents path (insightdb.runtime.hydration): Beanie builds its queries from these.
     _find_many_query_class: ClassVar[type] = FastFindMany
     _find_one_query_class: ClassVar[type] = FastFindOne
 
@@ -60,7 +60,7 @@ class InsightDocument(Document):
         """Return the model's guarded collection (Beanie's one seam to the driver).
 
         Every Beanie operation goes through here; insightdb answers with a
-        :class:`~insightdb.collection.GuardedCollection` that scopes tenants, consults
+        :class:`~insightdb.tenancy.collection.GuardedCollection` that scopes tenants, consults
         the circuit breaker and translates connectivity errors.
         """
         if cls in FRAMEWORK_BASES:
@@ -81,7 +81,7 @@ class InsightDocument(Document):
 
         One query per target model, the target's tenancy respected; afterwards each
         reference's ``.document`` is its target (or ``None``). For many documents at
-        once use :func:`insightdb.references.resolve`, which batches across them.
+        once use :func:`insightdb.runtime.references.resolve`, which batches across them.
 
         Args:
             *fields: The reference fields to resolve; every ``CrossRef`` field if none.
@@ -92,9 +92,9 @@ class InsightDocument(Document):
         return self
 
     # -- the fast Documents path ------------------------------------------------------
-    # Each method below is Beanie's, taking the fast path (insightdb.hydration) when the
+    # Each method below is Beanie's, taking the fast path (insightdb.runtime.hydration) when the
     # model's plan allows it and Beanie's own code otherwise; what they mirror of Beanie
-    # is pinned in insightdb._beanie_seams.
+    # is pinned in insightdb.runtime._beanie_seams.
 
     @classmethod
     def model_validate(

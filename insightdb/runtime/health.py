@@ -43,11 +43,11 @@ import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 
-from insightdb._driver_errors import masked_first_line
-from insightdb.breaker import BreakerState
 from insightdb.exceptions import DatabaseUnavailable, InsightDBError
-from insightdb.guard import ClientGuard
 from insightdb.monitoring.metrics import PoolMetrics, ProcessMetrics
+from insightdb.resilience._driver_errors import masked_first_line
+from insightdb.resilience.breaker import BreakerState
+from insightdb.resilience.guard import ClientGuard
 
 __all__ = [
     "GroupHealth",

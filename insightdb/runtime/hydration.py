@@ -22,7 +22,7 @@ A model is read this way only when nothing it declares could behave differently:
 ``__init__`` or ``__new__`` of its own, no ``model_post_init`` of its own, no model
 validator outside Pydantic's inner schema, and data that is a plain ``dict``; otherwise —
 and for lazy parsing and inheritance routing — Beanie's own path runs. The
-assumptions about Beanie and Pydantic are listed in :mod:`insightdb._beanie_seams`.
+assumptions about Beanie and Pydantic are listed in :mod:`insightdb.runtime._beanie_seams`.
 
 Turning it off: ``class Settings: insightdb_fast_path = False`` on a model, or
 ``features.fast_documents = false`` in the settings (read when Beanie initialises the
@@ -41,7 +41,7 @@ from beanie.odm.fields import PydanticObjectId
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined, SchemaValidator, core_schema
 
-from insightdb import _beanie_seams as seams
+from insightdb.runtime import _beanie_seams as seams
 
 __all__ = [
     "DocumentPlan",
@@ -416,7 +416,7 @@ def _fast_projection(projection: Any, lazy_parse: bool) -> bool:
 class _FastCursor:
     """``to_list`` of Beanie's cursor queries, parsing the batch in one pass.
 
-    Mirrors ``BaseCursorQuery.to_list`` (pinned in :mod:`insightdb._beanie_seams`).
+    Mirrors ``BaseCursorQuery.to_list`` (pinned in :mod:`insightdb.runtime._beanie_seams`).
     """
 
     async def to_list(self, length: int | None = None) -> list[Any]:

@@ -1,7 +1,7 @@
 """``init`` / ``close`` / ``connect``: the process-wide entry points.
 
 Beanie binds each model class to one collection, so a process has at most one bound
-:class:`~insightdb.core.InsightDB` at a time. :func:`init` closes the previous one
+:class:`~insightdb.runtime.instance.InsightDB` at a time. :func:`init` closes the previous one
 before starting the next (tests, reloads), and :func:`close` closes the current one.
 """
 
@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from insightdb.core import InsightDB
 from insightdb.exceptions import InsightDBError
-from insightdb.registry import ModelSpec
+from insightdb.runtime.instance import InsightDB
+from insightdb.runtime.registry import ModelSpec
+from insightdb.runtime.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 from insightdb.settings import GROUPS, Settings, get_settings
-from insightdb.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 
 __all__ = ["close", "connect", "current", "init", "transaction"]
 

@@ -154,7 +154,7 @@ class CrossRef(RootModel[Any], Generic[TargetT]):
         if not self._resolved:
             raise InsightDBError(
                 f"reference to {self.model.__name__} {self.root!r} is not resolved: "
-                "await ref.resolve() or insightdb.references.resolve(documents, field)"
+                "await ref.resolve() or insightdb.runtime.references.resolve(documents, field)"
             )
         document: TargetT | None = self._document
         return document

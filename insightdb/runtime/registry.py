@@ -31,11 +31,11 @@ from typing import Any, TypeAlias
 from beanie import BackLink, Document, Link, UnionDoc, View
 
 from insightdb._redact import shorten
-from insightdb.documents import FRAMEWORK_BASES, group_of
 from insightdb.exceptions import InsightDBError, RoutingError
-from insightdb.scoping import reads_scoped
+from insightdb.runtime.documents import FRAMEWORK_BASES, group_of
 from insightdb.settings import GROUPS
-from insightdb.tenancy import TENANT_FIELD, is_tenant_scoped
+from insightdb.tenancy.context import TENANT_FIELD, is_tenant_scoped
+from insightdb.tenancy.scoping import reads_scoped
 
 __all__ = [
     "ModelRegistry",
@@ -374,7 +374,7 @@ def _where(exc: BaseException) -> str:
 def _library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
-    roots.add(os.path.dirname(os.path.abspath(__file__)))  # insightdb itself
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # insightdb itself
     return tuple(os.path.join(os.path.abspath(r), "") for r in roots)
 
 

@@ -32,9 +32,13 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError as DriverConfigurationError
 from pymongo.errors import OperationFailure, PyMongoError
 
-from insightdb._driver_errors import is_connectivity_error, masked_first_line, unavailable
 from insightdb._redact import shorten
 from insightdb.exceptions import ConfigurationError
+from insightdb.resilience._driver_errors import (
+    is_connectivity_error,
+    masked_first_line,
+    unavailable,
+)
 from insightdb.settings import StartupSettings
 
 __all__ = [

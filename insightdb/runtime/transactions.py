@@ -32,8 +32,12 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from pymongo.errors import OperationFailure, PyMongoError
 
-from insightdb._driver_errors import is_connectivity_error, masked_first_line, unavailable
 from insightdb.exceptions import InsightDBError, TransactionError
+from insightdb.resilience._driver_errors import (
+    is_connectivity_error,
+    masked_first_line,
+    unavailable,
+)
 from insightdb.session_context import (
     ActiveTransaction,
     active_transaction,

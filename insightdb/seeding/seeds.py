@@ -33,8 +33,8 @@ from insightdb.exceptions import InsightDBError, SeedError
 from insightdb.settings import ENVIRONMENTS, Settings
 
 if TYPE_CHECKING:
-    from insightdb.core import InsightDB
-    from insightdb.guarded import GuardedDatabase
+    from insightdb.runtime.instance import InsightDB
+    from insightdb.tenancy.guarded import GuardedDatabase
 
 __all__ = [
     "Seed",

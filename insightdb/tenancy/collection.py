@@ -5,9 +5,9 @@ Every Beanie operation reaches PyMongo through ``Document.get_pymongo_collection
 answers with a :class:`GuardedCollection`, which
 
 * accepts, per method, only the keyword arguments on its allowlist
-  (:mod:`insightdb.allowlist`): PyMongo merges unknown ones into the command after
+  (:mod:`insightdb.tenancy.allowlist`): PyMongo merges unknown ones into the command after
   building it, where they could replace the scoped filter or pipeline;
-* applies tenant scoping (:mod:`insightdb.scoping`) to every read and write of a
+* applies tenant scoping (:mod:`insightdb.tenancy.scoping`) to every read and write of a
   tenant-scoped collection, under the simple collation so that no collation can widen
   the tenant predicate, and refuses every operation when no tenant is set — before any
   command is sent;
@@ -17,10 +17,10 @@ answers with a :class:`GuardedCollection`, which
   and see its outcome, and turns connectivity failures and timeouts into
   :class:`~insightdb.exceptions.DatabaseUnavailable`, keeping the driver's error.
 
-Every other attribute is classified in :mod:`insightdb.allowlist`: harmless ones pass,
+Every other attribute is classified in :mod:`insightdb.tenancy.allowlist`: harmless ones pass,
 derived objects (``database``, ``with_options``) come back guarded, and schema or
 administration methods on a tenant-scoped collection need
-:func:`~insightdb.tenancy.unscoped`. An unknown attribute is refused outside
+:func:`~insightdb.tenancy.context.unscoped`. An unknown attribute is refused outside
 ``unscoped``. Inside ``unscoped`` the driver is reached as it is.
 """
 
@@ -38,8 +38,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import PyMongoError
 
-from insightdb._driver_errors import is_connectivity_error, unavailable
-from insightdb.allowlist import (
+from insightdb.exceptions import TenantContextError, TenantIsolationError
+from insightdb.resilience._driver_errors import is_connectivity_error, unavailable
+from insightdb.session_context import active_transaction
+from insightdb.tenancy.allowlist import (
     COLLECTION_ADMIN,
     COLLECTION_METADATA,
     HARMLESS,
@@ -47,8 +49,8 @@ from insightdb.allowlist import (
     check_collation,
     check_options,
 )
-from insightdb.exceptions import TenantContextError, TenantIsolationError
-from insightdb.scoping import (
+from insightdb.tenancy.context import current_tenant, unscoped_reason
+from insightdb.tenancy.scoping import (
     reads_scoped,
     scope_bulk_request,
     scope_document,
@@ -57,8 +59,6 @@ from insightdb.scoping import (
     scope_replacement,
     scope_update,
 )
-from insightdb.session_context import active_transaction
-from insightdb.tenancy import current_tenant, unscoped_reason
 
 __all__ = [
     "GuardedCollection",
@@ -118,7 +118,7 @@ NO_GUARD: OperationGuard = _NoGuard()
 
 
 class SessionProxy:
-    """Base of the guarded session (:mod:`insightdb.guarded`): the driver gets ``.raw``."""
+    """Base of the guarded session (:mod:`insightdb.tenancy.guarded`): the driver gets ``.raw``."""
 
     __slots__ = ("_raw_session",)
 

@@ -16,7 +16,7 @@ open exits, which restores what it replaced. ``docs/tenancy.md`` ("Scopes, gener
 and yield dependencies") gives the rule from the user's side.
 
 Enforcement happens where every Beanie operation reaches the driver (see
-:mod:`insightdb.collection`); this module only holds the state and validates ids.
+:mod:`insightdb.tenancy.collection`); this module only holds the state and validates ids.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ filtering, and each driver object leads to the others (``collection.database``,
 ``InsightDB.database()`` / ``.client()``, a transaction's session, a model's
 ``get_settings().pymongo_db`` — is one of the classes here:
 
-* :class:`GuardedDatabase` returns :class:`~insightdb.collection.GuardedCollection`\\ s
+* :class:`GuardedDatabase` returns :class:`~insightdb.tenancy.collection.GuardedCollection`\\ s
   (tenant-scoped where the collection is), scopes database-level aggregations, and
   refuses what would touch a tenant-scoped collection wholesale (``drop_collection``,
-  ``command``, ``watch``...) outside :func:`~insightdb.tenancy.unscoped`;
+  ``command``, ``watch``...) outside :func:`~insightdb.tenancy.context.unscoped`;
 * :class:`GuardedClient` returns guarded databases and sessions and refuses
   client-level bulk writes, change streams and ``drop_database``;
 * :class:`GuardedSession` forwards to the driver's session, but its ``client`` is the
@@ -26,11 +26,11 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
-from insightdb.allowlist import HARMLESS, check_collation
-from insightdb.collection import GuardedCollection, Policy, SessionProxy, unwrap_session
 from insightdb.exceptions import TenantIsolationError
-from insightdb.scoping import reads_scoped, scope_pipeline
-from insightdb.tenancy import current_tenant, unscoped_reason
+from insightdb.tenancy.allowlist import HARMLESS, check_collation
+from insightdb.tenancy.collection import GuardedCollection, Policy, SessionProxy, unwrap_session
+from insightdb.tenancy.context import current_tenant, unscoped_reason
+from insightdb.tenancy.scoping import reads_scoped, scope_pipeline
 
 __all__ = ["GuardedClient", "GuardedDatabase", "GuardedSession", "driver_object"]
 

@@ -2,7 +2,7 @@
 
 Every function here takes a command's arguments and the tenant and returns what is
 safe to send, or raises :class:`~insightdb.exceptions.TenantIsolationError`. No I/O,
-no context variables: :mod:`insightdb.collection` calls these at its single choke
+no context variables: :mod:`insightdb.tenancy.collection` calls these at its single choke
 point, and the unit tests exercise them directly.
 
 The rules, in short: a filter is ANDed with ``tenant_id == tenant`` (so naming another
@@ -29,7 +29,7 @@ from pymongo.operations import (
 )
 
 from insightdb.exceptions import TenantContextError, TenantIsolationError
-from insightdb.tenancy import TENANT_FIELD
+from insightdb.tenancy.context import TENANT_FIELD
 
 __all__ = [
     "KNOWN_STAGES",

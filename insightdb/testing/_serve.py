@@ -7,9 +7,9 @@ closes it cleanly and exits 0. Once it accepts connections it writes ``{"port", 
 ``--ready-file`` (atomically) and prints one banner line. It imports only the standard library and
 mongoeco, so a child process starts quickly.
 
-The shared development server (:mod:`insightdb.devserver`) adds two options. ``--state-file``
-is the project's record of the server: written atomically once serving (with the engine and data
-directory too) and removed on a clean exit if it still names this process; its path on the
+The shared development server (:mod:`insightdb.runtime.devserver`) adds two options. ``--state-
+file`` is the project's record of the server: written atomically once serving (with the engine and
+data directory too) and removed on a clean exit if it still names this process; its path on the
 command line also identifies the process as that project's server. ``--detach`` (POSIX) forks at
 once: the first process prints the server's PID on stdout and exits, the server runs in a new
 session (so a terminal's Ctrl-C does not reach it), writes its output to ``--log-file`` and no

@@ -5,7 +5,7 @@ looks at each command sent to a tenant-scoped collection and records a violation
 the command lacks ``tenant_id == <current tenant>``: a find or count filter, each
 update and delete statement, each inserted document, the leading stage of a pipeline,
 and every sub-pipeline (``$lookup``, ``$unionWith``, ``$facet``) that reads a scoped
-collection. Commands issued inside :func:`~insightdb.tenancy.unscoped` are allowed.
+collection. Commands issued inside :func:`~insightdb.tenancy.context.unscoped` are allowed.
 
 Listeners can't stop a command (PyMongo swallows their exceptions), so the guard
 records violations and the plugin fails the test that caused them. Its handler is
@@ -22,9 +22,9 @@ from typing import Any
 from beanie import UnionDoc, View
 from pymongo import monitoring
 
-from insightdb.collection import GuardedCollection
-from insightdb.scoping import reads_scoped
-from insightdb.tenancy import TENANT_FIELD, TenantScoped, current_tenant, unscoped_reason
+from insightdb.tenancy.collection import GuardedCollection
+from insightdb.tenancy.context import TENANT_FIELD, TenantScoped, current_tenant, unscoped_reason
+from insightdb.tenancy.scoping import reads_scoped
 
 __all__ = ["TenantGuard", "Violation", "has_tenant_predicate", "scoped_namespaces"]
 

@@ -16,7 +16,7 @@ from pymongo import monitoring
 
 import insightdb
 from insightdb import AdminDocument, CustomerDocument, RoutingError, Settings
-from insightdb.documents import FRAMEWORK_BASES, InsightDocument
+from insightdb.runtime.documents import FRAMEWORK_BASES, InsightDocument
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 import pytest
 
-from insightdb.devserver import ProjectFiles, ServerRecord, stop_server
+from insightdb.runtime.devserver import ProjectFiles, ServerRecord, stop_server
 
 pytestmark = pytest.mark.integration
 

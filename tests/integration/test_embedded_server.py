@@ -1,6 +1,6 @@
 """EmbeddedServer against the real child process: start, serve, persist, fail and stop.
 
-Also the shared development server (:mod:`insightdb.devserver`): one per project directory,
+Also the shared development server (:mod:`insightdb.runtime.devserver`): one per project directory,
 reused across processes, safe against concurrent starts and stale records; each test uses
 its own temporary project and stops its server by the recorded PID.
 """
@@ -25,14 +25,14 @@ import pymongo
 import pytest
 
 import insightdb
-from insightdb.devserver import (
+from insightdb.exceptions import ConfigurationError, DatabaseUnavailable
+from insightdb.runtime.devserver import (
     ProjectFiles,
     ServerRecord,
     SharedDevServer,
     server_status,
     stop_server,
 )
-from insightdb.exceptions import ConfigurationError, DatabaseUnavailable
 from insightdb.testing.server import (
     PYTHON_ENV_VAR,
     EmbeddedServer,
@@ -256,7 +256,7 @@ def test_no_suitable_python_is_configuration_error(monkeypatch: pytest.MonkeyPat
     assert "\n" not in str(info.value)
 
 
-# --- the shared development server (insightdb.devserver) -------------------------------------
+# --- the shared development server (insightdb.runtime.devserver) ---------------------------
 
 
 @pytest.fixture
@@ -302,7 +302,7 @@ def test_shared_server_is_started_once_and_reused(project: Path) -> None:
 
 def test_concurrent_starts_share_one_server(project: Path) -> None:
     code = (
-        "import sys; from insightdb.devserver import SharedDevServer\n"
+        "import sys; from insightdb.runtime.devserver import SharedDevServer\n"
         "s = SharedDevServer(sys.argv[1]); s.start(); print(s.pid)"
     )
     procs = [

@@ -1,4 +1,4 @@
-"""The fast Documents path keeps Beanie's semantics (insightdb.hydration).
+"""The fast Documents path keeps Beanie's semantics (insightdb.runtime.hydration).
 
 Every model here exists twice: on the fast path (the default) and with
 ``insightdb_fast_path = False`` (Beanie's own parsing and encoding). The same operations on
@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, HttpUrl, SecretStr
 import insightdb
 from insightdb import AdminDocument, CustomerDocument, Settings, TenantScoped, tenant_context
 from insightdb.exceptions import TenantContextError
-from insightdb.hydration import FastFindMany, plan_for
+from insightdb.runtime.hydration import FastFindMany, plan_for
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ import pytest
 
 from examples.common.config import JwtKey
 from examples.common.tokens import issue
-from insightdb.devserver import stop_server
+from insightdb.runtime.devserver import stop_server
 from tests.integration.reference_app import REPO, ReferenceApp, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -24,8 +24,8 @@ from insightdb import (
     tenant_context,
     unscoped,
 )
-from insightdb.references import DanglingReferenceError, resolve
-from insightdb.registry import build_registry
+from insightdb.runtime.references import DanglingReferenceError, resolve
+from insightdb.runtime.registry import build_registry
 
 
 class FindCounter(monitoring.CommandListener):

@@ -1,7 +1,7 @@
 """Mutation check: switch off tenant scoping at one injection point, and get caught.
 
-insightdb injects the tenant at these points, all in :mod:`insightdb.collection`
-(with the pure rewriting in :mod:`insightdb.scoping`):
+insightdb injects the tenant at these points, all in :mod:`insightdb.tenancy.collection`
+(with the pure rewriting in :mod:`insightdb.tenancy.scoping`):
 
     find, find_one, count_documents, distinct, aggregate (leading $match),
     aggregate sub-pipelines ($lookup / $unionWith into a scoped collection),
@@ -24,11 +24,11 @@ from beanie import BulkWriter, UpdateResponse
 from beanie.odm.operators.update.general import Inc, Set
 
 import insightdb
-import insightdb.scoping as scoping
-from insightdb import CustomerDocument, Settings, TenantIsolationError, TenantScoped, allowlist
-from insightdb import collection as collection_module
-from insightdb.collection import GuardedCollection, GuardedCursor
-from insightdb.tenancy import current_tenant, tenant_context
+import insightdb.tenancy.scoping as scoping
+from insightdb import CustomerDocument, Settings, TenantIsolationError, TenantScoped
+from insightdb.tenancy import allowlist, current_tenant, tenant_context
+from insightdb.tenancy import collection as collection_module
+from insightdb.tenancy.collection import GuardedCollection, GuardedCursor
 from insightdb.testing.guard import TenantGuard
 from tests.commandcounter import COUNTER
 

@@ -83,7 +83,7 @@ class Client(insightdb.Audited, AdminDocument):
 
 async def plugins_references_and_transactions(db: InsightDB) -> None:
     from insightdb.plugins import include_deleted
-    from insightdb.references import resolve
+    from insightdb.runtime.references import resolve
 
     async with insightdb.actor_context("user:1"), tenant_context("acme"):
         async with db.transaction():

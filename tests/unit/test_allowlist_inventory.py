@@ -1,7 +1,7 @@
 """The inventory: every public method of the driver and Beanie objects is scoped or refused.
 
-insightdb's tenancy rests on allowlists (:mod:`insightdb.allowlist`, the guarded
-objects of :mod:`insightdb.guarded`). These tests walk the installed PyMongo and Beanie
+insightdb's tenancy rests on allowlists (:mod:`insightdb.tenancy.allowlist`, the guarded
+objects of :mod:`insightdb.tenancy.guarded`). These tests walk the installed PyMongo and Beanie
 and fail when a public name exists that insightdb has not classified, or when an
 option insightdb allows no longer exists — so an upgrade that adds a method or an option
 fails here instead of opening a hole. No server: this is about the libraries' shapes.
@@ -27,8 +27,8 @@ from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
-from insightdb import allowlist, guarded
-from insightdb.collection import _CURSOR_SAFE, GuardedCollection, GuardedCursor
+from insightdb.tenancy import allowlist, guarded
+from insightdb.tenancy.collection import _CURSOR_SAFE, GuardedCollection, GuardedCursor
 
 
 def _public(cls: type[Any], *minus: type[Any]) -> set[str]:
@@ -271,7 +271,7 @@ def test_crossref_adds_only_the_reviewed_public_methods() -> None:
     """A reference reads its target only through the target model's own find()."""
     from pydantic import RootModel
 
-    from insightdb.references import CrossRef
+    from insightdb.runtime.references import CrossRef
 
     reviewed = {"document", "group", "id", "model", "resolve", "resolved", "target"}
     current = _public(CrossRef, RootModel) - {"__getitem__", "__getattr__"}

@@ -10,14 +10,14 @@ from itertools import islice
 
 import pytest
 
-from insightdb.settings import StartupSettings
-from insightdb.startup import (
+from insightdb.runtime.startup import (
     MIN_ATTEMPT_S,
     attempt_timeout,
     delay_caps,
     full_jitter,
     worst_case_s,
 )
+from insightdb.settings import StartupSettings
 
 
 def caps(startup: StartupSettings, n: int) -> list[float]:

@@ -1,6 +1,6 @@
 """One test per assumption the fast Documents path makes about Beanie and Pydantic.
 
-See :mod:`insightdb._beanie_seams`. A failure here after an upgrade names the assumption
+See :mod:`insightdb.runtime._beanie_seams`. A failure here after an upgrade names the assumption
 that no longer holds; read the new Beanie or Pydantic source before changing anything.
 """
 
@@ -17,8 +17,9 @@ from beanie.odm.settings.document import DocumentSettings
 from beanie.odm.utils.encoder import BSON_SCALAR_TYPES
 from pydantic import BaseModel
 
-from insightdb import AdminDocument, _beanie_seams, hydration
-from insightdb.documents import InsightDocument
+from insightdb import AdminDocument
+from insightdb.runtime import _beanie_seams, hydration
+from insightdb.runtime.documents import InsightDocument
 
 
 class SeamModel(AdminDocument):
@@ -33,7 +34,7 @@ class SeamChild(SeamModel):
 def test_mirrored_source_is_unchanged(name: str) -> None:
     function, expected = _beanie_seams.MIRRORED[name]
     assert _beanie_seams.fingerprint(function) == expected, (
-        f"{name} changed: compare it with insightdb.hydration / insightdb.documents"
+        f"{name} changed: compare it with insightdb.runtime.hydration / insightdb.runtime.documents"
     )
 
 

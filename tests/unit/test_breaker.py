@@ -17,9 +17,9 @@ from pymongo.errors import (
 )
 
 from insightdb import CircuitOpenError, ConfigurationError, DatabaseUnavailable
-from insightdb._driver_errors import is_client_closed_error, is_connectivity_error
-from insightdb.breaker import BreakerState, CircuitBreaker, Transition
-from insightdb.guard import ClientGuard, counts_as_failure, server_answered
+from insightdb.resilience._driver_errors import is_client_closed_error, is_connectivity_error
+from insightdb.resilience.breaker import BreakerState, CircuitBreaker, Transition
+from insightdb.resilience.guard import ClientGuard, counts_as_failure, server_answered
 
 A, B, C = object(), object(), object()  # three callers (tasks, in real use)
 

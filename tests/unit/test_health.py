@@ -14,9 +14,9 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect, NetworkTimeout
 
 from insightdb import MigrationError
-from insightdb.breaker import BreakerState
-from insightdb.guard import ClientGuard
-from insightdb.health import check_groups, read_migrations
+from insightdb.resilience.breaker import BreakerState
+from insightdb.resilience.guard import ClientGuard
+from insightdb.runtime.health import check_groups, read_migrations
 
 TIMEOUT_S = 0.1
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from insightdb.cli.migrate import command_help
 from insightdb.exceptions import MigrationError, MultipleHeadsError
 from insightdb.migrations import command
-from insightdb.migrations.cli import command_help
 from insightdb.migrations.controllers import (
     FreeFallStep,
     IterativeStep,

@@ -577,7 +577,7 @@ def test_snapshot_to_dict_is_json_ready() -> None:
 
 
 def test_with_details_degrades_groups_with_alerts_and_keeps_down_ones_down() -> None:
-    from insightdb.health import GroupHealth, HealthReport, PoolHealth, with_details
+    from insightdb.runtime.health import GroupHealth, HealthReport, PoolHealth, with_details
 
     report = HealthReport(
         status="down",
@@ -607,7 +607,7 @@ def test_with_details_degrades_groups_with_alerts_and_keeps_down_ones_down() -> 
 
 
 def test_pool_health_sums_the_servers_of_a_client() -> None:
-    from insightdb.health import PoolHealth
+    from insightdb.runtime.health import PoolHealth
 
     pool = PoolMonitor(max_pool_size=7)
     for address in (("a", 1), ("b", 2)):

@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`insightdb.scoping`: the pure rewriting behind tenant isolation.
+"""Unit tests of :mod:`insightdb.tenancy.scoping`: the pure rewriting behind tenant isolation.
 
 No server and no context variables: every function gets its arguments and the tenant
 and must return what is safe to send, or raise ``TenantIsolationError`` /
@@ -27,7 +27,7 @@ from pymongo.operations import (
 )
 
 from insightdb import TenantContextError, TenantIsolationError
-from insightdb.scoping import (
+from insightdb.tenancy.scoping import (
     reads_scoped,
     scope_bulk_request,
     scope_document,

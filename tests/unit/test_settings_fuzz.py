@@ -236,7 +236,7 @@ def test_good_values_at_the_bounds_are_accepted_by_the_driver(clean_env: Path) -
     """The bounds are the driver's: its largest values pass (and so build a client)."""
     from pymongo import MongoClient
 
-    from insightdb.connections import client_options
+    from insightdb.runtime.connections import client_options
 
     settings = get_settings(
         overrides={
