@@ -41,7 +41,7 @@ from insightdb.runtime.health import (
 from insightdb.runtime.instance import InsightDB
 from insightdb.runtime.lifecycle import close, connect, current, init, transaction
 from insightdb.runtime.references import CrossRef
-from insightdb.runtime.registry import ModelRegistry, Route
+from insightdb.runtime.routes import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
 from insightdb.tenancy.context import TenantScoped, current_tenant, tenant_context, unscoped
 

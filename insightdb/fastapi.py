@@ -45,8 +45,8 @@ from insightdb.exceptions import (
     TenantIsolationError,
 )
 from insightdb.runtime import lifecycle
+from insightdb.runtime.discovery import ModelSpec
 from insightdb.runtime.instance import InsightDB
-from insightdb.runtime.registry import ModelSpec
 from insightdb.settings import Settings
 from insightdb.tenancy.context import tenant_context, validate_tenant_id
 

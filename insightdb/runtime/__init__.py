@@ -15,7 +15,7 @@ from insightdb.runtime.health import HealthReport
 from insightdb.runtime.instance import InsightDB
 from insightdb.runtime.lifecycle import close, connect, current, init, transaction
 from insightdb.runtime.references import CrossRef
-from insightdb.runtime.registry import ModelRegistry, Route
+from insightdb.runtime.routes import ModelRegistry, Route
 
 __all__ = [
     "AdminDocument",

@@ -42,6 +42,7 @@ from insightdb.resilience._driver_errors import (
 from insightdb.resilience.breaker import CircuitBreaker
 from insightdb.resilience.guard import ClientGuard
 from insightdb.runtime.connections import ConnectionHandler
+from insightdb.runtime.discovery import ModelSpec
 from insightdb.runtime.documents import beanie_initialising, install_collection
 from insightdb.runtime.health import (
     GroupHealth,
@@ -54,13 +55,8 @@ from insightdb.runtime.health import (
     with_details,
 )
 from insightdb.runtime.hydration import RUNTIME_SWITCH_ATTR
-from insightdb.runtime.registry import (
-    ModelRegistry,
-    ModelSpec,
-    build_registry,
-    clean_bases,
-    resolve_collections,
-)
+from insightdb.runtime.registry import build_registry, clean_bases, resolve_collections
+from insightdb.runtime.routes import ModelRegistry
 from insightdb.runtime.startup import wait_until_reachable
 from insightdb.runtime.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 from insightdb.settings import GROUPS, Settings

@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from insightdb.exceptions import InsightDBError
+from insightdb.runtime.discovery import ModelSpec
 from insightdb.runtime.instance import InsightDB
-from insightdb.runtime.registry import ModelSpec
 from insightdb.runtime.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 from insightdb.settings import GROUPS, Settings, get_settings
 

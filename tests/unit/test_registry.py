@@ -11,7 +11,8 @@ import pytest
 from beanie import Document, Link
 
 from insightdb import AdminDocument, ConfigurationError, CustomerDocument, RoutingError
-from insightdb.runtime.registry import build_registry, discover_models
+from insightdb.runtime.discovery import discover_models
+from insightdb.runtime.registry import build_registry
 
 
 def _package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> str:
@@ -459,7 +460,7 @@ def test_a_plain_base_and_a_scoped_child_share_the_inherited_collection() -> Non
 
 def test_a_scoped_child_with_its_own_collection_is_fine() -> None:
     from insightdb import TenantScoped
-    from insightdb.runtime.registry import _check_collections
+    from insightdb.runtime.checks import check_collections as _check_collections
 
     class OwnBase(CustomerDocument):
         class Settings:
@@ -476,7 +477,7 @@ def test_a_scoped_child_with_its_own_collection_is_fine() -> None:
 
 def test_an_is_root_family_shares_the_root_collection_and_its_scope() -> None:
     from insightdb import TenantScoped
-    from insightdb.runtime.registry import _check_collections
+    from insightdb.runtime.checks import check_collections as _check_collections
 
     class Animal(TenantScoped, CustomerDocument):
         class Settings:
@@ -521,7 +522,7 @@ def test_a_union_of_scoped_members_is_scoped() -> None:
     from beanie import UnionDoc
 
     from insightdb import TenantScoped
-    from insightdb.runtime.registry import _check_collections
+    from insightdb.runtime.checks import check_collections as _check_collections
 
     class Inbox(UnionDoc):
         class Settings:
@@ -596,7 +597,7 @@ def test_a_view_over_a_scoped_source_is_scoped() -> None:
     from beanie import View
 
     from insightdb import TenantScoped
-    from insightdb.runtime.registry import _check_collections
+    from insightdb.runtime.checks import check_collections as _check_collections
 
     class Order(TenantScoped, CustomerDocument):
         total: int = 0
@@ -622,7 +623,7 @@ def test_a_view_over_a_scoped_view_is_scoped_whatever_the_order() -> None:
     from beanie import View
 
     from insightdb import TenantScoped
-    from insightdb.runtime.registry import _check_collections
+    from insightdb.runtime.checks import check_collections as _check_collections
 
     class Shipment(TenantScoped, CustomerDocument):
         weight: int = 0
