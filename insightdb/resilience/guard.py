@@ -83,7 +83,7 @@ def _owner() -> Hashable:
 
 
 class ClientGuard:
-    """The :class:`~insightdb.tenancy.collection.OperationGuard` of one client.
+    """The :class:`~insightdb.tenancy.policy.OperationGuard` of one client.
 
     Args:
         name: The groups the client serves, e.g. ``"admin+customer"`` (used in messages,

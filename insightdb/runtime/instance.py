@@ -60,8 +60,9 @@ from insightdb.runtime.routes import ModelRegistry
 from insightdb.runtime.startup import wait_until_reachable
 from insightdb.runtime.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
 from insightdb.settings import GROUPS, Settings
-from insightdb.tenancy.collection import GuardedCollection, InFlight, Policy
+from insightdb.tenancy.collection import GuardedCollection
 from insightdb.tenancy.guarded import GuardedClient, GuardedDatabase
+from insightdb.tenancy.policy import InFlight, Policy
 
 if TYPE_CHECKING:
     from insightdb.testing.server import EmbeddedServer

@@ -29,13 +29,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any
 
 # _csot.remaining() is PyMongo's reading of an enclosing pymongo.timeout() deadline; the
 # driver has no public accessor for it, and the cut-off must honour a caller's override.
 from pymongo import _csot
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import PyMongoError
 
 from insightdb.exceptions import TenantContextError, TenantIsolationError
@@ -50,6 +49,8 @@ from insightdb.tenancy.allowlist import (
     check_options,
 )
 from insightdb.tenancy.context import current_tenant, unscoped_reason
+from insightdb.tenancy.cursor import GuardedCursor
+from insightdb.tenancy.policy import Policy, unwrap_session
 from insightdb.tenancy.scoping import (
     reads_scoped,
     scope_bulk_request,
@@ -60,114 +61,12 @@ from insightdb.tenancy.scoping import (
     scope_update,
 )
 
-__all__ = [
-    "GuardedCollection",
-    "GuardedCursor",
-    "InFlight",
-    "OperationGuard",
-    "Policy",
-    "SessionProxy",
-    "unwrap_session",
-]
+__all__ = ["GuardedCollection"]
 
 # The hard bound of an operation: its deadline plus 5% (and a scheduling allowance).
 # PyMongo's own timeoutMS normally fires first; this catches its 0.5 s polling overshoot.
 _CUTOFF_FACTOR = 1.05
 _CUTOFF_SLACK_S = 0.01
-
-
-class OperationGuard(Protocol):
-    """What the collection asks before and tells after every operation (the breaker)."""
-
-    def before(self) -> None:
-        """Raise (``CircuitOpenError``) to reject the operation without trying it."""
-
-    def succeeded(self) -> None:
-        """The operation reached the server and got an answer."""
-
-    def failed(self, exc: BaseException) -> None:
-        """The operation failed with ``exc`` (connectivity or not: the guard decides)."""
-
-
-class InFlight:
-    """How many guarded operations are running now (graceful shutdown waits for zero).
-
-    A plain counter: operations run on one event loop, so no lock is needed.
-    """
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-class _NoGuard:
-    __slots__ = ()
-
-    def before(self) -> None:
-        return None
-
-    def succeeded(self) -> None:
-        return None
-
-    def failed(self, exc: BaseException) -> None:
-        return None
-
-
-NO_GUARD: OperationGuard = _NoGuard()
-
-
-class SessionProxy:
-    """Base of the guarded session (:mod:`insightdb.tenancy.guarded`): the driver gets ``.raw``."""
-
-    __slots__ = ("_raw_session",)
-
-    def __init__(self, raw: Any) -> None:
-        self._raw_session = raw
-
-
-class Policy:
-    """What the guarded objects of one database share.
-
-    Args:
-        group: The group (or ``"db"`` name) used in error labels.
-        is_scoped: Tells whether a collection name of this database is tenant-scoped.
-        guard: The breaker of the database's cluster.
-        deadline_s: The per-operation deadline (``timeouts.operation_ms``); each
-            operation is cut off at the deadline plus 5%, because PyMongo re-checks
-            its own deadline only every 0.5 s while waiting for a server.
-        in_flight: The runtime's counter of running operations.
-        recorder: Told of every operation (the command monitor,
-            :class:`~insightdb.monitoring.commands.OperationMonitor`); ``None``: no
-            monitoring, and no clock is read.
-    """
-
-    __slots__ = ("cluster", "deadline_s", "group", "guard", "in_flight", "is_scoped", "recorder")
-
-    def __init__(
-        self,
-        group: str,
-        is_scoped: Callable[[str], bool],
-        *,
-        guard: OperationGuard = NO_GUARD,
-        deadline_s: float | None = None,
-        in_flight: InFlight | None = None,
-        recorder: Any = None,
-    ) -> None:
-        self.group = group
-        self.is_scoped = is_scoped
-        self.guard = guard
-        self.deadline_s = deadline_s
-        self.in_flight = in_flight if in_flight is not None else InFlight()
-        self.recorder = recorder
-        self.cluster = str(getattr(guard, "name", group))
-
-
-def unwrap_session(kwargs: dict[str, Any]) -> None:
-    """Hand the driver its own session when a guarded one was passed."""
-    session = kwargs.get("session")
-    if isinstance(session, SessionProxy):
-        kwargs["session"] = session._raw_session
 
 
 class GuardedCollection:
@@ -556,140 +455,3 @@ class GuardedCollection:
             filter = scope_filter(filter, tenant)
         method = getattr(self._raw, operation)
         return await self._run(operation, lambda: method(filter, **kwargs), filter)
-
-
-# Cursor methods that only shape or consume the scoped result (the others — explain,
-# session, indexing — need unscoped()). ``collation``, ``collection`` and ``clone``
-# are handled by GuardedCursor itself.
-_CURSOR_SAFE = frozenset(
-    {
-        "add_option",
-        "address",
-        "alive",
-        "allow_disk_use",
-        "batch_size",
-        "comment",
-        "cursor_id",
-        "distinct",
-        "hint",
-        "limit",
-        "max",
-        "max_await_time_ms",
-        "max_scan",
-        "max_time_ms",
-        "min",
-        "remove_option",
-        "retrieved",
-        "rewind",
-        "skip",
-        "sort",
-        "try_next",
-        "where",
-    }
-)
-
-
-class GuardedCursor:
-    """A cursor whose fetches go through the collection's guard and error translation."""
-
-    __slots__ = ("_answered", "_collection", "_cursor")
-
-    def __init__(self, cursor: Any, collection: GuardedCollection) -> None:
-        self._cursor = cursor
-        self._collection = collection
-        self._answered = False
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in _CURSOR_SAFE and unscoped_reason() is None:
-            raise TenantIsolationError(
-                f"cursor.{name} on {self._collection._label} is not available outside "
-                "unscoped(reason)"
-            )
-        attr = getattr(self._cursor, name)
-        if not callable(attr):
-            return attr
-
-        def chained(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            return self if result is self._cursor else result
-
-        return chained
-
-    @property
-    def collection(self) -> GuardedCollection:
-        """The guarded collection this cursor reads."""
-        return self._collection
-
-    def collation(self, collation: Any) -> GuardedCursor:
-        """Set the collation: on tenant-scoped data only the simple one."""
-        if self._collection._scoped and unscoped_reason() is None:
-            collation = check_collation(collation, f"{self._collection._label}.find")
-        self._cursor.collation(collation)
-        return self
-
-    def clone(self) -> GuardedCursor:
-        """A fresh, unevaluated copy of this cursor, guarded alike."""
-        return GuardedCursor(self._cursor.clone(), self._collection)
-
-    def __aiter__(self) -> GuardedCursor:
-        return self
-
-    async def __anext__(self) -> Any:
-        collection = self._collection
-        began = 0.0 if self._answered else perf_counter()
-        try:
-            async with asyncio.timeout(collection._cutoff()):
-                document = await self._cursor.__anext__()
-        except StopAsyncIteration:
-            self._report_answer(began)
-            raise
-        except PyMongoError as exc:
-            collection._guard.failed(exc)
-            if is_connectivity_error(exc):
-                raise unavailable(f"{collection._label}: cursor", exc) from exc
-            raise
-        except TimeoutError as exc:
-            collection._guard.failed(exc)
-            raise unavailable(
-                f"{collection._label}: cursor: no answer within the deadline", exc
-            ) from exc
-        except BaseException as exc:
-            collection._guard.failed(exc)
-            raise
-        self._report_answer(began)
-        return document
-
-    def _report_answer(self, began: float) -> None:
-        # The first answer tells the guard the server is back (a half-open probe that
-        # iterates must release its slot); later batches need not repeat it. It is
-        # also when an iterated find has been answered: the command monitor counts it.
-        if not self._answered:
-            self._answered = True
-            collection = self._collection
-            collection._guard.succeeded()
-            if collection._policy.recorder is not None and isinstance(self._cursor, AsyncCursor):
-                selected = getattr(self._cursor, "_spec", None)
-                collection._observe("find", perf_counter() - began, False, selected)
-
-    async def next(self) -> Any:
-        """Return the next document."""
-        return await self.__anext__()
-
-    async def to_list(self, length: int | None = None) -> list[Any]:
-        """Fetch the remaining documents (at most ``length``)."""
-        cursor = self._cursor
-        # A find cursor sends its find here; an aggregation's already has its first
-        # batch, and sends getMore only if the server kept a cursor open.
-        operation, selected = "cursor", None
-        if isinstance(cursor, AsyncCursor):
-            operation, selected = "find", getattr(cursor, "_spec", None)
-        elif cursor.cursor_id:
-            operation = "getMore"
-        result: list[Any] = await self._collection._run(
-            operation, lambda: cursor.to_list(length), selected
-        )
-        return result
-
-    async def close(self) -> None:
-        """Close the server-side cursor."""
-        await self._cursor.close()

@@ -28,8 +28,9 @@ from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.exceptions import TenantIsolationError
 from insightdb.tenancy.allowlist import HARMLESS, check_collation
-from insightdb.tenancy.collection import GuardedCollection, Policy, SessionProxy, unwrap_session
+from insightdb.tenancy.collection import GuardedCollection
 from insightdb.tenancy.context import current_tenant, unscoped_reason
+from insightdb.tenancy.policy import Policy, SessionProxy, unwrap_session
 from insightdb.tenancy.scoping import reads_scoped, scope_pipeline
 
 __all__ = ["GuardedClient", "GuardedDatabase", "GuardedSession", "driver_object"]

@@ -28,7 +28,8 @@ import insightdb.tenancy.scoping as scoping
 from insightdb import CustomerDocument, Settings, TenantIsolationError, TenantScoped
 from insightdb.tenancy import allowlist, current_tenant, tenant_context
 from insightdb.tenancy import collection as collection_module
-from insightdb.tenancy.collection import GuardedCollection, GuardedCursor
+from insightdb.tenancy.collection import GuardedCollection
+from insightdb.tenancy.cursor import GuardedCursor
 from insightdb.testing.guard import TenantGuard
 from tests.commandcounter import COUNTER
 

@@ -28,7 +28,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.tenancy import allowlist, guarded
-from insightdb.tenancy.collection import _CURSOR_SAFE, GuardedCollection, GuardedCursor
+from insightdb.tenancy.collection import GuardedCollection
+from insightdb.tenancy.cursor import _CURSOR_SAFE, GuardedCursor
 
 
 def _public(cls: type[Any], *minus: type[Any]) -> set[str]:
