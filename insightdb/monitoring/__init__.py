@@ -1,7 +1,8 @@
 """Observability: command, pool, server and process monitors, alerts and the metrics snapshot.
 
-The monitors are PyMongo event listeners (:mod:`~insightdb.monitoring.commands`,
-:mod:`~insightdb.monitoring.pool`) and a psutil sampler
+The monitors are the operation monitor the guarded collections report to
+(:mod:`~insightdb.monitoring.commands`), PyMongo event listeners for pools and servers
+(:mod:`~insightdb.monitoring.pool`) and a psutil sampler
 (:mod:`~insightdb.monitoring.process`), bundled per runtime by
 :class:`~insightdb.monitoring.hub.Monitoring`. ``db.metrics()`` returns a
 :class:`MetricsSnapshot`; :mod:`insightdb.monitoring.prometheus` (the ``metrics`` extra)
@@ -11,7 +12,7 @@ exports it. This package only re-exports; importing it does not import prometheu
 from __future__ import annotations
 
 from insightdb.monitoring.alerts import AlertBook, AlertHook, evaluate_window
-from insightdb.monitoring.commands import CommandMonitor, SlowCommand, filter_shape
+from insightdb.monitoring.commands import OperationMonitor, SlowCommand, filter_shape
 from insightdb.monitoring.hub import Monitoring
 from insightdb.monitoring.metrics import (
     DURATION_BUCKETS_S,
@@ -39,8 +40,8 @@ __all__ = [
     "ProcessMetrics",
     "ServerMetrics",
     # monitors
-    "CommandMonitor",
     "Monitoring",
+    "OperationMonitor",
     "PoolMonitor",
     "ProcessSampler",
     "ServerMonitor",

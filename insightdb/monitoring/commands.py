@@ -1,11 +1,9 @@
 """Command monitoring: counts, failures and latency per database, collection and command.
 
-:class:`CommandMonitor` is a PyMongo ``CommandListener``. The driver calls it inline,
-around every command on the wire, possibly from its own threads, so its handlers only
-touch memory under a lock: no I/O, no logging, no copying of documents. A command slower
-than the threshold is queued as a :class:`SlowCommand` and handed to a callback that the
-caller runs outside the driver (:class:`~insightdb.monitoring.hub.Monitoring` logs it
-from the event loop).
+:class:`OperationMonitor` is told by each guarded collection what it ran and how long it
+took — no PyMongo ``CommandListener``, so the driver builds no command events. An
+operation slower than the threshold is handed, as a :class:`SlowCommand`, to a callback
+(:class:`~insightdb.monitoring.hub.Monitoring` logs it from the event loop).
 
 The slow-query line shows the *shape* of the command's filter (:func:`filter_shape`):
 its keys and operators with every value replaced by ``?``, so a line never carries a
@@ -20,15 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import monitoring
-
 from insightdb.exceptions import ConfigurationError
 from insightdb.monitoring.metrics import CommandMetrics, LatencyRecorder
 
 __all__ = [
     "COMMAND_OF",
     "OTHER",
-    "CommandMonitor",
     "OperationMonitor",
     "SlowCommand",
     "command_filter",
@@ -50,16 +45,9 @@ _FILTER_PATHS: dict[str, tuple[str | int, ...]] = {
     "delete": ("deletes", 0, "q"),
     "aggregate": ("pipeline",),
 }
-_MAX_PENDING = 10_000
 _MAX_DEPTH = 6
 _MAX_SHAPE_CHARS = 400
 _PLACEHOLDER = "?"
-
-
-def _address(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) == 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address)
 
 
 def command_filter(command_name: str, command: Mapping[str, Any]) -> Any:
@@ -173,161 +161,10 @@ class _Series:
         self.latency = LatencyRecorder()
 
 
-class CommandMonitor(monitoring.CommandListener):
-    """Count commands and their latency; report slow ones.
-
-    Args:
-        slow_ms: The slow-query threshold in milliseconds (``None``: no slow reports).
-        on_slow: Called (inside the driver's call: keep it cheap, no I/O) with each
-            slow command.
-        max_series: A hard bound on the number of series, whatever the number of
-            databases, collections and command names: the first ``max_series - 1``
-            distinct database/collection/command triples get a series each, and every
-            later one is counted in one overflow series labelled ``_other`` throughout.
-    """
-
-    def __init__(
-        self,
-        *,
-        slow_ms: float | None = 100.0,
-        on_slow: Callable[[SlowCommand], None] | None = None,
-        max_series: int = 500,
-    ) -> None:
-        self._slow_s = None if slow_ms is None else slow_ms / 1000
-        self._on_slow = on_slow
-        if max_series < 1:
-            raise ConfigurationError(f"monitoring.max_series must be >= 1 (got {max_series})")
-        # One slot is kept for the overflow series, so the total never exceeds the bound.
-        self._max_named = max_series - 1
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[Any, int], tuple[str, str, Mapping[str, Any] | None]] = {}
-        self._series: dict[tuple[str, str, str], _Series] = {}
-        # Per server address, for the monitoring window: [commands, seconds] since the
-        # last take (keyed by the driver's tuple; formatted by readers).
-        self._window: dict[Any, list[float]] = {}
-
-    # -- the listener ------------------------------------------------------------------------
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        """Remember the command's collection (the completion events don't carry it)."""
-        name = event.command_name
-        command = event.command
-        target = command.get(name)
-        if isinstance(target, str):
-            collection = target
-        elif name == "getMore":
-            value = command.get("collection")
-            collection = value if isinstance(value, str) else ""
-        else:
-            collection = ""
-        # Only a reference, and only for commands with a filter: the shape is computed
-        # if, and after, the command turns out to be slow.
-        source = command if self._slow_s is not None and name in _FILTER_PATHS else None
-        key = (event.connection_id, event.request_id)
-        with self._lock:
-            if len(self._pending) >= _MAX_PENDING:  # completions lost: don't grow forever
-                self._pending.clear()
-            self._pending[key] = (event.database_name, collection, source)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Count a completed command."""
-        self._finish(event, failed=False)
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Count a failed command."""
-        self._finish(event, failed=True)
-
-    def _finish(
-        self,
-        event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent,
-        *,
-        failed: bool,
-    ) -> None:
-        seconds = event.duration_micros / 1_000_000
-        name = event.command_name
-        address = event.connection_id
-        slow = self._slow_s is not None and seconds >= self._slow_s
-        with self._lock:
-            started = self._pending.pop((address, event.request_id), None)
-            if started is None:
-                database, collection, source = event.database_name, "", None
-            else:
-                database, collection, source = started
-            key = (database, collection, name)
-            series = self._series.get(key)
-            if series is None:
-                series = self._new_series(key)
-            series.count += 1
-            series.latency.observe(seconds)
-            if failed:
-                series.failures += 1
-            if slow:
-                series.slow += 1
-            window = self._window.get(address)
-            if window is None:
-                window = self._window[address] = [0.0, 0.0]
-            window[0] += 1
-            window[1] += seconds
-        if slow and self._on_slow is not None:
-            self._on_slow(
-                SlowCommand(
-                    database=database,
-                    collection=collection,
-                    command=name,
-                    duration_ms=seconds * 1000,
-                    server=_address(address),
-                    failed=failed,
-                    source=source,
-                )
-            )
-
-    def _new_series(self, key: tuple[str, str, str]) -> _Series:
-        # Called under the lock. The overflow series, once made, holds the last slot.
-        named = len(self._series) - (_OVERFLOW in self._series)
-        if named >= self._max_named:
-            key = _OVERFLOW
-            series = self._series.get(key)
-            if series is not None:
-                return series
-        series = self._series[key] = _Series()
-        return series
-
-    # -- reading -----------------------------------------------------------------------------
-
-    def snapshot(self) -> tuple[CommandMetrics, ...]:
-        """Return every series' figures, sorted by database, collection and command."""
-        with self._lock:
-            items = [
-                CommandMetrics(
-                    database=db,
-                    collection=coll,
-                    command=cmd,
-                    count=s.count,
-                    failures=s.failures,
-                    slow=s.slow,
-                    duration=s.latency.freeze(),
-                )
-                for (db, coll, cmd), s in self._series.items()
-            ]
-        items.sort(key=lambda m: (m.database, m.collection, m.command))
-        return tuple(items)
-
-    def in_flight(self) -> int:
-        """Commands sent and not yet answered."""
-        with self._lock:
-            return len(self._pending)
-
-    def take_window(self) -> dict[str, tuple[int, float]]:
-        """Return ``{server: (commands, total seconds)}`` since the last call, and reset."""
-        with self._lock:
-            window, self._window = self._window, {}
-        return {_address(server): (int(n), total) for server, (n, total) in window.items()}
-
-
 # -- timing at the guarded collection ------------------------------------------------------
 
-# The command each guarded-collection operation sends (the driver's name for it), so that
-# the series keep the labels the command listener gave them.
+# The command each guarded-collection operation sends (the driver's name for it): the
+# series are labelled as the driver names its commands.
 COMMAND_OF: dict[str, str] = {
     "find": "find",
     "find_one": "find",
@@ -398,7 +235,10 @@ class OperationMonitor:
     Args:
         slow_ms: The slow-query threshold in milliseconds (``None``: no slow reports).
         on_slow: Called with each slow command (keep it cheap: queue it).
-        max_series: A hard bound on the number of series (see :class:`CommandMonitor`).
+        max_series: A hard bound on the number of series, whatever the number of
+            databases, collections and command names: the first ``max_series - 1``
+            distinct database/collection/command triples get a series each, and every
+            later one is counted in one overflow series labelled ``_other`` throughout.
     """
 
     def __init__(

@@ -7,7 +7,6 @@ Prometheus exposition parsed back with prometheus-client's parser.
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,6 @@ from insightdb.exceptions import ConfigurationError
 from insightdb.monitoring import (
     Alert,
     AlertBook,
-    CommandMonitor,
     MetricsSnapshot,
     Monitoring,
     PoolMonitor,
@@ -50,36 +48,6 @@ def log_lines() -> Iterator[list[str]]:
     yield lines
     logger.remove(sink)
     logger.disable("insightdb")
-
-
-_request_ids = iter(range(1, 1_000_000))
-
-
-def run_command(
-    monitor: CommandMonitor,
-    command: dict[str, Any],
-    *,
-    ms: float,
-    database: str = "app",
-    failed: bool = False,
-) -> None:
-    """Feed ``monitor`` the started and finished events of one command."""
-    request_id = next(_request_ids)
-    name = next(iter(command))
-    monitor.started(monitoring.CommandStartedEvent(command, database, request_id, SERVER, 1))
-    duration = datetime.timedelta(milliseconds=ms)
-    if failed:
-        monitor.failed(
-            monitoring.CommandFailedEvent(
-                duration, {"ok": 0}, name, request_id, SERVER, 1, database_name=database
-            )
-        )
-    else:
-        monitor.succeeded(
-            monitoring.CommandSucceededEvent(
-                duration, {"ok": 1}, name, request_id, SERVER, 1, database_name=database
-            )
-        )
 
 
 # filter shape ---------------------------------------------------------------------------
@@ -159,94 +127,20 @@ def test_filter_shape_is_none_without_a_filter_and_bounded_in_size() -> None:
 # commands -------------------------------------------------------------------------------
 
 
-def test_command_monitor_counts_per_database_collection_and_command() -> None:
-    monitor = CommandMonitor(slow_ms=None)
-    for ms in (1, 2, 30):
-        run_command(monitor, {"find": "users", "filter": {}}, ms=ms)
-    run_command(monitor, {"insert": "users", "documents": [{}]}, ms=4, failed=True)
-    run_command(monitor, {"ping": 1}, ms=0.3, database="admin")
-    run_command(monitor, {"getMore": 12345, "collection": "users"}, ms=1)
-    by_key = {(m.database, m.collection, m.command): m for m in monitor.snapshot()}
-    assert set(by_key) == {
-        ("app", "users", "find"),
-        ("app", "users", "insert"),
-        ("admin", "", "ping"),
-        ("app", "users", "getMore"),
-    }
-    find = by_key["app", "users", "find"]
-    assert (find.count, find.failures, find.slow) == (3, 0, 0)
-    assert find.duration.count == 3
-    assert find.duration.total_s == pytest.approx(0.033)
-    assert find.duration.quantile(0.5) == 0.0025  # 2 ms falls in the <= 2.5 ms bucket
-    assert by_key["app", "users", "insert"].failures == 1
-    assert monitor.in_flight() == 0
-
-
-def test_command_monitor_folds_series_beyond_the_cap() -> None:
-    monitor = CommandMonitor(slow_ms=None, max_series=3)
-    for name in ("a", "b", "c", "d"):
-        run_command(monitor, {"find": name}, ms=1)
-    run_command(monitor, {"find": "a"}, ms=1)  # a known series keeps counting
-    keys = [(m.database, m.collection, m.command, m.count) for m in monitor.snapshot()]
-    assert keys == [(OTHER, OTHER, OTHER, 2), ("app", "a", "find", 2), ("app", "b", "find", 1)]
-
-
 @pytest.mark.parametrize("max_series", [1, 2, 7, 50])
 def test_max_series_bounds_the_total_whatever_the_databases_and_commands(
     max_series: int,
 ) -> None:
-    monitor = CommandMonitor(slow_ms=None, max_series=max_series)
-    names = ("find", "insert", "update", "delete", "aggregate", "someAdminCommand")
+    monitor = OperationMonitor(slow_ms=None, max_series=max_series)
+    operations = ("find", "insert_one", "update_many", "delete_one", "aggregate", "adminCommand")
     for n in range(300):
-        command = {names[n % len(names)]: f"coll{n % 17}"}
-        run_command(monitor, command, ms=1, database=f"tenant_db_{n}")
+        monitor.observe(
+            f"tenant_db_{n}", f"coll{n % 17}", operations[n % len(operations)], "c", 0.001, False
+        )
     snapshot = monitor.snapshot()
     assert len(snapshot) == max_series
     assert sum(m.count for m in snapshot) == 300  # nothing is dropped, only folded
     assert (OTHER, OTHER, OTHER) in {(m.database, m.collection, m.command) for m in snapshot}
-
-
-def test_max_series_must_be_positive() -> None:
-    with pytest.raises(ConfigurationError, match="max_series"):
-        CommandMonitor(max_series=0)
-
-
-def test_slow_commands_are_reported_with_their_source_only_for_the_shape() -> None:
-    slow: list[SlowCommand] = []
-    monitor = CommandMonitor(slow_ms=50, on_slow=slow.append)
-    run_command(monitor, {"find": "users", "filter": {"email": SECRET}}, ms=49)
-    run_command(monitor, {"find": "users", "filter": {"email": SECRET}}, ms=51)
-    run_command(monitor, {"insert": "users", "documents": [{"x": SECRET}]}, ms=80, failed=True)
-    assert [(s.command, s.collection, s.failed) for s in slow] == [
-        ("find", "users", False),
-        ("insert", "users", True),
-    ]
-    assert slow[0].duration_ms == pytest.approx(51)
-    assert slow[0].server == "db.example.net:27017"
-    assert slow[0].shape() == '{"email":"?"}'
-    assert slow[1].source is None  # an insert has no filter: nothing is kept
-    assert [m.slow for m in monitor.snapshot()] == [1, 1]
-
-
-def test_command_window_is_taken_and_reset() -> None:
-    monitor = CommandMonitor(slow_ms=None)
-    run_command(monitor, {"find": "c"}, ms=10)
-    run_command(monitor, {"find": "c"}, ms=30)
-    window = monitor.take_window()
-    assert window["db.example.net:27017"][0] == 2
-    assert window["db.example.net:27017"][1] == pytest.approx(0.04)
-    assert monitor.take_window() == {}
-
-
-def test_a_completion_without_a_start_is_still_counted() -> None:
-    monitor = CommandMonitor(slow_ms=None)
-    monitor.succeeded(
-        monitoring.CommandSucceededEvent(
-            datetime.timedelta(milliseconds=1), {"ok": 1}, "find", 999_999_999, SERVER, 1,
-            database_name="app",
-        )
-    )  # fmt: skip
-    assert [(m.collection, m.count) for m in monitor.snapshot()] == [("", 1)]
 
 
 # pool and servers -----------------------------------------------------------------------
@@ -496,9 +390,9 @@ async def _next_loop_turn() -> None:
 
 
 def _snapshot() -> MetricsSnapshot:
-    commands = CommandMonitor(slow_ms=5)
-    run_command(commands, {"find": "users", "filter": {}}, ms=2)
-    run_command(commands, {"find": "users", "filter": {}}, ms=7, failed=True)
+    commands = OperationMonitor(slow_ms=5)
+    commands.observe("app", "users", "find", SERVER_LABEL, 0.002, False)
+    commands.observe("app", "users", "find", SERVER_LABEL, 0.007, True)
     pool = PoolMonitor(max_pool_size=5)
     pool.connection_created(monitoring.ConnectionCreatedEvent(SERVER, 1))
     pool.connection_checked_out(monitoring.ConnectionCheckedOutEvent(SERVER, 1, 0.001))
