@@ -270,7 +270,10 @@ class GuardedClient:
         default_policy: Callable[[str], Policy],
     ) -> None:
         self._raw = raw
-        self._policies = dict(policies)
+        # MongoDB refuses two databases whose names differ only in case (they would share
+        # files on a case-insensitive filesystem): "Insightserenity_Customer" is the
+        # customer database as far as tenancy is concerned.
+        self._policies = {name.casefold(): policy for name, policy in policies.items()}
         self._default_policy = default_policy
         self._databases: dict[str, GuardedDatabase] = {}
 
@@ -287,7 +290,7 @@ class GuardedClient:
     def get_database(self, name: str | None = None, *args: Any, **kwargs: Any) -> GuardedDatabase:
         """A guarded database."""
         raw = self._raw.get_database(name, *args, **kwargs)
-        policy = self._policies.get(raw.name) or self._default_policy(raw.name)
+        policy = self._policies.get(raw.name.casefold()) or self._default_policy(raw.name)
         if not args and not kwargs:
             cached = self._databases.get(raw.name)
             if cached is None:
@@ -310,7 +313,9 @@ class GuardedClient:
     async def drop_database(self, name_or_database: Any, **kwargs: Any) -> None:
         """Drop a database; one that holds tenant-scoped data only inside ``unscoped``."""
         name = getattr(name_or_database, "name", name_or_database)
-        if unscoped_reason() is None and (not isinstance(name, str) or name in self._policies):
+        if unscoped_reason() is None and (
+            not isinstance(name, str) or name.casefold() in self._policies
+        ):
             raise _refuse(f"dropping database {name!r}")
         await self._raw.drop_database(name, **kwargs)
 

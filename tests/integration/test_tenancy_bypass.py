@@ -379,3 +379,17 @@ async def test_database_level_aggregation_needs_a_tenant(world: insightdb.Insigh
         with pytest.raises(TenantIsolationError):
             await world.database("customer").aggregate([{"$out": "by_projects"}])
     assert COUNTER.count == before
+
+
+async def test_a_database_name_in_another_case_is_the_same_scoped_database(
+    world: insightdb.InsightDB, insightdb_settings: Settings
+) -> None:
+    # MongoDB keeps database names unique regardless of case, so a differently-cased name
+    # must be scoped (and protected) like the customer database itself.
+    name = insightdb_settings.database("customer").name.upper()
+    variant = world.client("customer")[name]["by_projects"]
+    assert variant.tenant_scoped
+    with pytest.raises(TenantContextError):
+        await variant.count_documents({})
+    with pytest.raises(TenantIsolationError):
+        await world.client("customer").drop_database(name)
