@@ -14,27 +14,16 @@ platform owners and admins), ``/billing``, ``/settings/{key}``, ``/audit``, and 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
-
 from fastapi import Depends, FastAPI
 
 import insightdb.fastapi
 from examples.admin_server import audit, auth, billing, system, users
-from examples.common.auth import current_claims
+from examples.common.auth import act_as_signed_in_user
 from examples.common.config import ExampleConfig, load_config
 from examples.common.requestid import RequestIdMiddleware
 from examples.common.service import service_lifespan
-from examples.common.tokens import Claims
-from insightdb import actor_context
 
 __all__ = ["app", "create_app"]
-
-
-async def _actor(claims: Annotated[Claims, Depends(current_claims)]) -> AsyncIterator[None]:
-    # Writes made while serving a signed-in user are audited as that user.
-    async with actor_context(f"user:{claims.sub}"):
-        yield
 
 
 def create_app(config: ExampleConfig | None = None) -> FastAPI:
@@ -54,7 +43,7 @@ def create_app(config: ExampleConfig | None = None) -> FastAPI:
     app.include_router(insightdb.fastapi.metrics_router())
     app.include_router(auth.router)
     for router in (users.router, billing.router, system.router, audit.router):
-        app.include_router(router, dependencies=[Depends(_actor)])
+        app.include_router(router, dependencies=[Depends(act_as_signed_in_user)])
     app.add_middleware(RequestIdMiddleware, service="admin")
     return app
 

@@ -8,7 +8,7 @@ that is no longer configured. :func:`require_roles` adds the role check (403).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -17,8 +17,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from examples.common.config import ExampleConfig
 from examples.common.errors import forbidden, unauthorized
 from examples.common.tokens import Claims, TokenError, verify
+from insightdb import actor_context
 
-__all__ = ["bearer_scheme", "claims_of", "current_claims", "require_roles"]
+__all__ = ["act_as_signed_in_user", "bearer_scheme", "claims_of", "current_claims", "require_roles"]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/token")
 
@@ -51,6 +52,14 @@ async def current_claims(
 ) -> Claims:
     """The dependency form of :func:`claims_of` (it also puts the scheme in OpenAPI)."""
     return claims_of(request)
+
+
+async def act_as_signed_in_user(
+    claims: Annotated[Claims, Depends(current_claims)],
+) -> AsyncIterator[None]:
+    """A dependency under which audited writes name the signed-in user as their actor."""
+    async with actor_context(f"user:{claims.sub}"):
+        yield
 
 
 def require_roles(*roles: str, staff: bool = False) -> Callable[..., Coroutine[Any, Any, Claims]]:

@@ -16,28 +16,17 @@ insightdb's from ``settings.toml`` and ``INSIGHTDB_*``; the application's from
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
-
 from fastapi import Depends, FastAPI
 
 import insightdb.fastapi
-from examples.common.auth import bearer_scheme, current_claims
+from examples.common.auth import act_as_signed_in_user, bearer_scheme
 from examples.common.config import ExampleConfig, load_config
 from examples.common.requestid import RequestIdMiddleware
 from examples.common.service import service_lifespan
-from examples.common.tokens import Claims
 from examples.customer_services import branding, clients, projects
 from examples.customer_services.tenancy import tenant_of
-from insightdb import actor_context
 
 __all__ = ["app", "create_app"]
-
-
-async def _actor(claims: Annotated[Claims, Depends(current_claims)]) -> AsyncIterator[None]:
-    # Audited writes (the billing record) name the signed-in user as their actor.
-    async with actor_context(f"user:{claims.sub}"):
-        yield
 
 
 def create_app(config: ExampleConfig | None = None) -> FastAPI:
@@ -53,7 +42,7 @@ def create_app(config: ExampleConfig | None = None) -> FastAPI:
         dependencies=[
             Depends(bearer_scheme),  # declares the bearer scheme in OpenAPI (/docs)
             Depends(insightdb.fastapi.tenant_dependency(resolver=tenant_of)),
-            Depends(_actor),
+            Depends(act_as_signed_in_user),
         ],
     )
     app.state.example_config = config or load_config()
