@@ -81,6 +81,9 @@ WaitOption = Annotated[
     float,
     typer.Option("--wait", min=0, metavar="SECONDS", help="Wait this long for the lock."),
 ]
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", min=1, metavar="N", help="Documents per batch.")
+]
 LockTtlOption = Annotated[
     float,
     typer.Option(
@@ -117,9 +120,7 @@ def up_cmd(
     allow_changed: Annotated[
         bool, typer.Option("--allow-changed", help="Accept applied files that changed.")
     ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, metavar="N", help="Documents per batch.")
-    ] = 1000,
+    batch_size: BatchSizeOption = 1000,
     progress: Annotated[
         ProgressChoice, typer.Option("--progress", help="auto: a bar on a terminal, else logs.")
     ] = ProgressChoice.auto,
@@ -152,9 +153,7 @@ def down_cmd(
     ] = None,
     dry_run: DryRunOption = False,
     wait: WaitOption = 0.0,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, metavar="N", help="Documents per batch.")
-    ] = 1000,
+    batch_size: BatchSizeOption = 1000,
     lock_ttl: LockTtlOption = 60.0,
 ) -> None:
     if (steps is None) == (to is None):
