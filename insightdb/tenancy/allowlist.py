@@ -33,6 +33,7 @@ __all__ = [
     "COLLECTION_DATA",
     "COLLECTION_DERIVED",
     "COLLECTION_METADATA",
+    "DATABASE_AGGREGATE_OPTIONS",
     "HARMLESS",
     "OPTIONS",
     "POSITIONAL",
@@ -41,6 +42,7 @@ __all__ = [
     "check_collation",
     "check_options",
     "is_simple_collation",
+    "refuse_unlisted",
 ]
 
 # The collation under which the tenant predicate is an exact, binary comparison.
@@ -181,6 +183,12 @@ OPTIONS: Mapping[str, frozenset[str]] = {
     "bulk_write": frozenset({"ordered", "bypass_document_validation", "session", "comment", "let"}),
 }
 
+# A database-level aggregation (``$documents``, ``$currentOp``...): its pipeline is scoped
+# like a collection's, and its options are the command's own.
+DATABASE_AGGREGATE_OPTIONS = frozenset(
+    {"session", "comment", "allowDiskUse", "maxTimeMS", "batchSize"}
+)
+
 # Collection methods insightdb scopes (or, for estimated_document_count, refuses in scope).
 COLLECTION_DATA = frozenset(
     name for name in OPTIONS if name not in {"find_raw_batches", "aggregate_raw_batches"}
@@ -300,13 +308,22 @@ def check_options(
     if args:
         kwargs = bind_positional(method, label, args, kwargs)
     if not kwargs.keys() <= allowed:
-        refused = sorted(kwargs.keys() - allowed)
-        raise TenantIsolationError(
-            f"{label}.{method}() does not accept {', '.join(map(repr, refused))}: insightdb "
-            "allows only options that can't change the command's filter, pipeline, update "
-            "or target"
-        )
+        refuse_unlisted(kwargs, allowed, f"{label}.{method}()")
     return kwargs
+
+
+def refuse_unlisted(kwargs: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    """Raise for the keyword arguments of ``kwargs`` that are not in ``allowed``.
+
+    Raises:
+        TenantIsolationError: Naming every unlisted argument.
+    """
+    refused = sorted(kwargs.keys() - allowed)
+    if refused:
+        raise TenantIsolationError(
+            f"{where} does not accept {', '.join(map(repr, refused))}: insightdb allows only "
+            "options that can't change the command's filter, pipeline, update or target"
+        )
 
 
 def is_simple_collation(value: Any) -> bool:

@@ -27,7 +27,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.exceptions import TenantIsolationError
-from insightdb.tenancy.allowlist import HARMLESS, check_collation
+from insightdb.tenancy.allowlist import (
+    DATABASE_AGGREGATE_OPTIONS,
+    HARMLESS,
+    check_collation,
+    refuse_unlisted,
+)
 from insightdb.tenancy.collection import GuardedCollection
 from insightdb.tenancy.context import current_tenant, unscoped_reason
 from insightdb.tenancy.policy import Policy, SessionProxy, unwrap_session
@@ -147,8 +152,9 @@ class GuardedDatabase:
         """A database-level aggregation; stages that read scoped collections are scoped."""
         unwrap_session(kwargs)
         if unscoped_reason() is None:
-            if set(kwargs) - {"session", "comment", "allowDiskUse", "maxTimeMS", "batchSize"}:
-                raise _refuse(f"database {self._raw.name!r}.aggregate() with these options")
+            refuse_unlisted(
+                kwargs, DATABASE_AGGREGATE_OPTIONS, f"database {self._raw.name!r}.aggregate()"
+            )
             if reads_scoped(pipeline, self._policy.is_scoped):
                 kwargs["collation"] = check_collation(None, f"{self._raw.name}.aggregate")
             pipeline = scope_pipeline(

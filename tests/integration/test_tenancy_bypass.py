@@ -393,3 +393,16 @@ async def test_a_database_name_in_another_case_is_the_same_scoped_database(
         await variant.count_documents({})
     with pytest.raises(TenantIsolationError):
         await world.client("customer").drop_database(name)
+
+
+async def test_database_level_aggregation_refuses_unlisted_options_by_name(
+    world: insightdb.InsightDB,
+) -> None:
+    before = COUNTER.count
+    async with tenant_context(ACME):
+        for option in ("collation", "let", "cursor", "explain"):
+            with pytest.raises(TenantIsolationError, match=repr(option)):
+                await world.database("customer").aggregate(
+                    [{"$documents": [{"x": 1}]}], **{option: {}}
+                )
+    assert COUNTER.count == before
