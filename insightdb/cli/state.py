@@ -2,10 +2,12 @@
 
 :class:`CLIState` holds the global options (``--env``, ``--settings``, ``--traceback``,
 ``--log-level``) and loads the settings once, on first use. The root app
-(:mod:`insightdb.cli.main`) and the command groups (``migrate``, ``seed``) reach it through
-:func:`get_state` and report wrong usage through :func:`usage_error`; they all import
-this module, which imports none of them, so the command line has no import cycle and
-``python -m insightdb.cli`` shares one :class:`CLIState` class with the groups.
+(:mod:`insightdb.cli.main`) and the command groups (``config``, ``health``, ``init``,
+``migrate``, ``models``, ``seed``, ``server``) reach it through :func:`get_state`, report
+wrong usage through :func:`usage_error` and fold a message into the one line ``main``
+prints with :func:`one_line`; they all import this module, which imports none of them, so
+the command line has no import cycle and ``python -m insightdb.cli`` shares one
+:class:`CLIState` class with the groups.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 import typer
 from loguru import logger
 
+from insightdb._redact import mask_text
 from insightdb.settings import Settings, get_settings
 
-__all__ = ["CLIState", "get_state", "usage_error"]
+__all__ = ["CLIState", "get_state", "one_line", "usage_error"]
 
 # click's usage error, found from typer's public BadParameter: typer 0.2x vendors its own
 # copy of click, older versions use click itself.
@@ -86,3 +89,9 @@ def usage_error(ctx: typer.Context, message: str) -> Exception:
         message: What is wrong with the arguments.
     """
     return _USAGE_ERROR(message, ctx)
+
+
+def one_line(text: str) -> str:
+    """Mask ``text`` and fold its non-blank lines into one line, as errors are printed."""
+    lines = [line.strip() for line in mask_text(text).splitlines() if line.strip()]
+    return " ".join(lines) or "unknown error"
