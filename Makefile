@@ -23,7 +23,7 @@ K8S_MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8
 STAMP := $(VENV)/.insightdb-installed
 
 # INSIGHTDB_PYTHON is read by scripts/find-python.sh only. Keep it out of the recipes' environment:
-# settings.py treats every INSIGHTDB_* variable as a setting and would refuse "python".
+# insightdb.settings treats every INSIGHTDB_* variable as a setting and would refuse "python".
 unexport INSIGHTDB_PYTHON
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -1,7 +1,7 @@
 """Generate the configuration and CLI reference pages of the documentation site.
 
 ``docs/reference/configuration.md`` is rendered from the settings schema
-(``insightdb/settings.py``: every key, its type, default and environment variables) and
+(``insightdb/settings/``: every key, its type, default and environment variables) and
 ``docs/reference/cli.md`` from the ``insightdb`` command line itself (every command, argument
 and option, as ``--help`` shows them). Both are committed; ``tests/test_docs_site.py`` fails
 when either differs from what this script renders.
@@ -36,6 +36,7 @@ if __name__ == "__main__":  # render this tree's code, whichever insightdb is in
 from insightdb import settings as settings_module  # noqa: E402
 from insightdb._redact import is_secret_key  # noqa: E402
 from insightdb.cli import build_app  # noqa: E402
+from insightdb.settings.environ import SEED_VARIABLES  # noqa: E402
 
 REGENERATE = "make docs-ref"  # or: python scripts/gen_reference.py
 _NOTICE = (
@@ -225,7 +226,7 @@ class Key(typing.NamedTuple):
         if self.path == ("env",):
             return ["INSIGHTDB_ENV"]
         names = ["INSIGHTDB_" + "__".join(part.upper() for part in self.path)]
-        seeds = settings_module._SEED_VARIABLES
+        seeds = SEED_VARIABLES
         names += [name for name, path in seeds.items() if path == self.path]
         return names
 
@@ -277,11 +278,11 @@ def _flatten(annotation: Any) -> list[Any]:
 def render_configuration() -> str:
     """Render ``docs/reference/configuration.md``."""
     out = [
-        _NOTICE.format(source="insightdb/settings.py"),
+        _NOTICE.format(source="insightdb/settings/"),
         "",
         "# Configuration keys",
         "",
-        "Every setting insightdb reads, generated from its schema (`insightdb/settings.py`). "
+        "Every setting insightdb reads, generated from its schema (`insightdb/settings/`). "
         "Set a key in a section of `settings.toml` or `.secrets.toml` (`[default]`, "
         "`[development]`, `[testing]`, `[staging]`, `[production]`), or with its environment "
         "variable: `INSIGHTDB_` and the key's path in capitals, `__` between the parts. "
