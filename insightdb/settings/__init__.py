@@ -19,7 +19,8 @@ masked in every ``repr``.
 
 The modules: :mod:`.sections` (the section models) and :mod:`.model` (the root
 :class:`Settings`) on :mod:`.base`; :mod:`.loader` (:func:`get_settings`) reads
-:mod:`.files` and :mod:`.environ`, then :mod:`.validation`. This module only re-exports.
+:mod:`.files` and :mod:`.environ`, then :mod:`.validation` and :mod:`.driver` (the
+driver's own checks of the options it builds). This module only re-exports.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any
 
 from insightdb._redact import shorten
 from insightdb.exceptions import ConfigurationError
+from insightdb.settings.driver import check_connections
 from insightdb.settings.environ import apply_prefixed_variables, apply_seed_variables
 from insightdb.settings.files import load_files, lower_keys
 from insightdb.settings.model import ENVIRONMENTS, Settings
@@ -63,9 +64,7 @@ def get_settings(
     check_required(settings)
     check_consistency(settings)
     # The driver's own parser and option validators are the reference: what it would
-    # refuse at init() is refused here (imported late: connections builds on settings).
-    from insightdb.runtime.connections import check_connections
-
+    # refuse at init() is refused here.
     check_connections(settings)
     return settings
 
