@@ -22,14 +22,8 @@ from insightdb.runtime.devserver.lock import _LOCK_MARGIN_S, _live_record, _lock
 from insightdb.runtime.devserver.process import _POLL_SECONDS, _signal_and_wait
 from insightdb.runtime.devserver.records import ProjectFiles, ServerRecord
 from insightdb.runtime.devserver.shared import _HOST, SharedDevServer
-from insightdb.testing.server import (
-    Engine,
-    _command,
-    _popen,
-    _terminate,
-    _validate,
-    find_embedded_python,
-)
+from insightdb.testing.server import Engine, find_embedded_python
+from insightdb.testing.server.launch import _command, _popen, _terminate, _validate
 
 if TYPE_CHECKING:
     from insightdb.settings import Settings

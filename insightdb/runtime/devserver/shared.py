@@ -29,7 +29,8 @@ from insightdb.runtime.devserver.process import (
     _signal_and_wait,
 )
 from insightdb.runtime.devserver.records import ProjectFiles, ServerRecord, storage
-from insightdb.testing.server import EmbeddedServer, Engine, _child_env, _command, _last_line
+from insightdb.testing.server import EmbeddedServer, Engine
+from insightdb.testing.server.launch import _child_env, _command, _last_line
 
 __all__ = ["SharedDevServer"]
 
