@@ -138,6 +138,9 @@ def _mirrored() -> dict[str, tuple[Any, str]]:
         # hydration.DocumentPlan.hydrate mirrors parse_obj for a plain Document.
         "parse_obj": (parse_obj, "d0bee2138bc9c759"),
         "init_private_attributes": (init_private_attributes, "868effa3fc042739"),
+        # hydration.DocumentPlan.fill mirrors Beanie's __init__ around Pydantic's.
+        "Document.__init__": (DOCUMENT_INIT, "c17a6591d81b608e"),
+        "BaseModel.__init__": (BaseModel.__init__, "6aa598869da493bd"),
         "Document._save_state": (Document._save_state, "f952390572f160df"),
         # The batched cursor mirrors BaseCursorQuery.to_list.
         "BaseCursorQuery.to_list": (BaseCursorQuery.to_list, "0c28b099f1d7cecb"),

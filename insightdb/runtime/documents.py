@@ -22,7 +22,12 @@ from pymongo.results import InsertManyResult
 
 from insightdb.exceptions import RoutingError, TenantIsolationError
 from insightdb.runtime import _beanie_seams as seams
-from insightdb.runtime.hydration import FastFindMany, FastFindOne, plan_for
+from insightdb.runtime.hydration import (
+    FastFindMany,
+    FastFindOne,
+    plan_for,
+    register_plain_init,
+)
 from insightdb.runtime.references import Missing
 from insightdb.runtime.references import resolve as resolve_references
 
@@ -54,6 +59,16 @@ class InsightDocument(Document):
     # The fast Documents path (insightdb.runtime.hydration): Beanie builds its queries from these.
     _find_many_query_class: ClassVar[type] = FastFindMany
     _find_one_query_class: ClassVar[type] = FastFindOne
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        # Beanie's __init__ validates through Pydantic's (which, the class having a custom
+        # __init__, re-enters the model schema) and initialises private attributes up to
+        # three times; the fast path validates once (see insightdb.runtime.hydration).
+        plan = plan_for(type(self))
+        if args or plan is None or plan.validator is None:
+            super().__init__(*args, **data)
+        else:
+            plan.fill(self, data)
 
     @classmethod
     def get_pymongo_collection(cls) -> Any:
@@ -243,6 +258,9 @@ class InsightDocument(Document):
             upsert=True,
             **kwargs,
         )
+
+
+register_plain_init(InsightDocument.__init__)
 
 
 def _stored(document: Any) -> dict[str, Any]:

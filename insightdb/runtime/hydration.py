@@ -80,6 +80,16 @@ _LINKS = (seams.LinkTypes.DIRECT, seams.LinkTypes.OPTIONAL_DIRECT)
 _LINK_LISTS = (seams.LinkTypes.LIST, seams.LinkTypes.OPTIONAL_LIST)
 
 
+# The ``__init__`` methods a model may keep and still be built by the plan: Beanie's, and
+# InsightDocument's (which is the plan's :meth:`DocumentPlan.fill`, or Beanie's).
+_PLAIN_INITS: set[Any] = {seams.DOCUMENT_INIT}
+
+
+def register_plain_init(function: Any) -> None:
+    """Declare ``function`` an ``__init__`` that builds the document as Beanie's does."""
+    _PLAIN_INITS.add(function)
+
+
 # Set on each model by the runtime that initialises it (``features.fast_documents``).
 RUNTIME_SWITCH_ATTR = "__insightdb_fast_documents__"
 
@@ -132,7 +142,7 @@ class DocumentPlan:
     def _compile_reader(self) -> SchemaValidator | None:
         model = self.model
         if (
-            model.__init__ is not seams.DOCUMENT_INIT
+            model.__init__ not in _PLAIN_INITS
             or model.__new__ is not object.__new__
             or not _plain_post_init(model)
             or not self._compile_private()
@@ -206,6 +216,28 @@ class DocumentPlan:
             private[name] = factory()
         _set(document, "__pydantic_private__", private)
         return document
+
+    def fill(self, document: Any, data: dict[str, Any]) -> None:
+        """Initialise ``document`` from keyword arguments, as ``Document.__init__`` does.
+
+        Pydantic's ``__init__`` validates by the model schema (whose model wrapper sets
+        the attributes) and then runs the ``model_post_init`` chain, which only sets the
+        private attributes for a model this plan compiled a validator for; Beanie's adds a
+        check that the class was initialised, which holds for a class with a plan.
+
+        Raises:
+            pydantic.ValidationError: ``data`` does not validate (the same errors, titled
+                with the model's name).
+        """
+        assert self.validator is not None
+        values, extra, fields_set = self.validator.validate_python(data)
+        _set(document, "__dict__", values)
+        _set(document, "__pydantic_extra__", extra)
+        _set(document, "__pydantic_fields_set__", fields_set)
+        private = self.private_template.copy()
+        for name, factory in self.private_factories:
+            private[name] = factory()
+        _set(document, "__pydantic_private__", private)
 
     def save_state(self, document: Any) -> None:
         """Record ``document``'s saved state, as Beanie's ``_save_state`` does.

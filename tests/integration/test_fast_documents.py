@@ -28,7 +28,7 @@ from beanie import (
     before_event,
 )
 from beanie.odm.utils.dump import get_dict
-from pydantic import BaseModel, Field, HttpUrl, SecretStr
+from pydantic import BaseModel, Field, HttpUrl, SecretStr, ValidationError
 
 import insightdb
 from insightdb import AdminDocument, CustomerDocument, Settings, TenantScoped, tenant_context
@@ -278,6 +278,34 @@ async def test_every_field_type_round_trips_as_with_beanie(insightdb_db: Any) ->
     await FastAll.insert_many([FastAll(**all_values()) for _ in range(3)])
     await SlowAll.insert_many([SlowAll(**all_values()) for _ in range(3)])
     assert await FastAll.count() == await SlowAll.count() == 4
+
+
+@pytest.mark.insightdb(models=MODELS)
+async def test_construction_matches_beanie_init(insightdb_db: Any) -> None:
+    """``Model(**values)`` on the fast path builds what Beanie's ``__init__`` builds."""
+    values = all_values()
+    fast, slow = FastAll(**values), SlowAll(**values)
+    assert dumped(fast) == dumped(slow)
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.__pydantic_private__ == slow.__pydantic_private__
+    assert fast.__pydantic_extra__ == slow.__pydantic_extra__
+    assert FastAll.model_validate(values).model_dump() == fast.model_dump()
+    # Defaults, aliases by name and by alias, and the same errors, titled by the model.
+    assert FastAll(**{**values, "stored_as": 9}).aliased == 9
+    fast_default = FastAll(**{k: v for k, v in values.items() if k != "binary"})
+    assert fast_default.binary == bson.Binary(b"\x01\x02", 5)
+    for bad in ({**values, "number": "seven"}, {"text": 1}):
+        with pytest.raises(ValidationError) as fast_error:
+            FastAll(**bad)
+        with pytest.raises(ValidationError) as slow_error:
+            SlowAll(**bad)
+        assert fast_error.value.errors() == slow_error.value.errors()
+        assert fast_error.value.title == "FastAll"
+    # Positional arguments are refused as Pydantic refuses them.
+    with pytest.raises(TypeError):
+        FastAll(values)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        SlowAll(values)  # type: ignore[misc]
 
 
 async def outcome(step: Any) -> Any:

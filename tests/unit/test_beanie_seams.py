@@ -196,5 +196,5 @@ def test_a_model_with_its_own_init_is_left_to_beanie() -> None:
         def __init__(self, **data: Any) -> None:
             super().__init__(**data)
 
-    assert OwnInit.__init__ is not _beanie_seams.DOCUMENT_INIT
-    assert SeamModel.__init__ is _beanie_seams.DOCUMENT_INIT
+    assert OwnInit.__init__ not in hydration._PLAIN_INITS
+    assert SeamModel.__init__ in hydration._PLAIN_INITS
