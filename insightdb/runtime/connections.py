@@ -9,6 +9,7 @@ adds no pooling, server selection or retries of its own. Clients announce the li
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -34,7 +35,10 @@ __all__ = [
 ]
 
 
+@functools.cache
 def _library_version() -> str:
+    # Read once: importlib.metadata parses the installed METADATA file on every call
+    # (about a millisecond, paid by every client a startup creates).
     try:
         return version("insightdb")
     except PackageNotFoundError:  # running from a source tree that is not installed
