@@ -208,6 +208,7 @@ def _source_command(command: str, selected: Any) -> Mapping[str, Any] | None:
 
 
 _TARGETS_PER_SERIES = 4
+_UNSEEN: Any = object()  # a look-up cache miss (None is cached: "nothing to count")
 
 
 class _Window:
@@ -258,7 +259,7 @@ class OperationMonitor:
         self._windows: dict[str, _Window] = {}
         # (database, collection, operation, cluster) -> what observe() updates: the
         # label tuples are built once per collection and operation, not per call.
-        self._targets: dict[tuple[str, str, str, str], tuple[_Series, _Window, str]] = {}
+        self._targets: dict[tuple[str, str, str, str], tuple[_Series, _Window, str] | None] = {}
 
     def observe(
         self,
@@ -282,11 +283,11 @@ class OperationMonitor:
             failed: Whether it failed (a server or network error, or a timeout).
             selected: Its filter or pipeline, only read if it was slow.
         """
-        target = self._targets.get((database, collection, operation, cluster))
-        if target is None:
+        target = self._targets.get((database, collection, operation, cluster), _UNSEEN)
+        if target is _UNSEEN:
             target = self._target(database, collection, operation, cluster)
-            if target is None:
-                return
+        if target is None:
+            return  # an operation that sends no command (reading what was fetched)
         series, window, command = target
         series.count += 1
         series.latency.observe(seconds)
@@ -314,6 +315,8 @@ class OperationMonitor:
     ) -> tuple[_Series, _Window, str] | None:
         command = COMMAND_OF.get(operation, operation)
         if not command:
+            if len(self._targets) < _TARGETS_PER_SERIES * (self._max_named + 1):
+                self._targets[(database, collection, operation, cluster)] = None
             return None
         with self._lock:
             key = (database, collection, command)
