@@ -129,12 +129,22 @@ class Ratio:
         q1: First quartile of the per-round ratios contender/baseline.
         q3: Third quartile of the per-round ratios.
         n: Number of paired rounds.
+        paired: Median of the per-round ratios. Each round runs the contenders back to
+            back, so this cancels what drifts between rounds (other load on the
+            machine); it is the figure small differences (monitoring's few percent) are
+            judged on.
     """
 
     value: float
     q1: float
     q3: float
     n: int
+    paired: float = float("nan")
+
+    @property
+    def paired_overhead(self) -> float:
+        """``paired - 1``: the per-round ratios' median as an overhead."""
+        return self.paired - 1.0
 
     @property
     def overhead(self) -> float:
@@ -164,7 +174,7 @@ def ratio(values: Sequence[float], baseline: Sequence[float]) -> Ratio:
     if base == 0:
         raise ValueError("the baseline's median is 0")
     paired = Summary.of(paired_ratios(values, baseline))
-    return Ratio(Summary.of(values).median / base, paired.q1, paired.q3, paired.n)
+    return Ratio(Summary.of(values).median / base, paired.q1, paired.q3, paired.n, paired.median)
 
 
 def round_orders(names: Sequence[str], rounds: int) -> list[list[str]]:
