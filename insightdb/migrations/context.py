@@ -6,7 +6,8 @@ bound to the revision, and batch helpers that make large migrations safe:
 - :meth:`~MigrationContext.batches` and :meth:`~MigrationContext.for_each` stream a
   collection with one cursor sorted by ``_id``, hand over one batch at a time (memory is
   bounded by one batch), write with unordered ``bulk_write`` and record a checkpoint (the
-  last ``_id``) per batch, so a rerun resumes after the last finished batch;
+  last ``_id``) per batch, so a rerun resumes after the last finished batch
+  (:mod:`insightdb.migrations.clientside`);
 - :meth:`~MigrationContext.update_with_pipeline` and :meth:`~MigrationContext.merge_into`
   run on the server (:mod:`insightdb.migrations.serverside`);
 - :meth:`~MigrationContext.transaction` opens a transaction for arbitrary code.
@@ -20,44 +21,32 @@ server-side helpers carry per-document idempotence markers.
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import aclosing, asynccontextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
-from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.exceptions import MigrationError
-from insightdb.migrations import serverside
-from insightdb.migrations.batching import commit_batch, mark_filter, mark_op
+from insightdb.migrations import clientside, serverside
+from insightdb.migrations.batching import mark_filter
+from insightdb.migrations.clientside import Transform
 from insightdb.migrations.log import Checkpoint, MigrationLog
 from insightdb.migrations.progress import ProgressMode, Reporter, make_reporter
-from insightdb.migrations.steps import Step, after_id
+from insightdb.migrations.steps import Step
 
 if TYPE_CHECKING:
     from insightdb.migrations.lock import MigrationLock
 
 __all__ = ["MigrationContext", "Transform"]
 
-WriteOp = InsertOne[Any] | UpdateOne | UpdateMany | ReplaceOne[Any] | DeleteOne
-Transform = Callable[[dict[str, Any]], "Mapping[str, Any] | WriteOp | Awaitable[Any] | None"]
-"""What :meth:`MigrationContext.for_each` calls per document (sync or async)."""
-_WRITE_OPS = (InsertOne, UpdateOne, UpdateMany, ReplaceOne, DeleteOne)
 _BAD_KEY = re.compile(r"[.$]")
-
-
-@dataclass
-class _Chunk:
-    docs: list[dict[str, Any]]
-    written: int = 0
 
 
 class MigrationContext:
@@ -134,7 +123,7 @@ class MigrationContext:
         async with await self.session.start_transaction():
             yield self.session
 
-    async def batches(
+    def batches(
         self,
         collection: str,
         *,
@@ -160,25 +149,7 @@ class MigrationContext:
             batch_size: Documents per batch; :attr:`batch_size` by default.
             key: The checkpoint name; ``<collection>#<n>`` (n-th helper call) by default.
         """
-        step = self.step(collection, key)
-        async with aclosing(self._stream(step, filter, projection, batch_size)) as it:
-            async for batch in it:
-                if not self.use_transaction:
-                    yield batch
-                    await commit_batch(self, step, _noop(len(batch)), batch[-1]["_id"])
-                    continue
-                with self.lock.busy() if self.lock is not None else nullcontext():
-                    async with await self.session.start_transaction():
-                        if self.lock is not None:
-                            await self.lock.fence(self.session)
-                        yield batch
-                        point = await step.save(
-                            batch[-1]["_id"], len(batch), session=self.session, apply=False
-                        )
-                if self.lock is not None:
-                    self.lock.renewed()
-                step.apply(point, len(batch))
-        await step.save(step.point.after, 0, done=True)
+        return clientside.batches(self, collection, filter, projection, batch_size, key)
 
     async def for_each(
         self,
@@ -200,32 +171,9 @@ class MigrationContext:
         Returns:
             The number of writes sent.
         """
-        coll = self.database[collection]
-        step = self.step(collection, key)
-        total = 0
-        async with aclosing(self._stream(step, filter, projection, batch_size)) as it:
-            async for batch in it:
-                ops: list[Any] = []
-                for doc in batch:
-                    result = transform(doc)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    if result is None:
-                        continue
-                    if isinstance(result, _WRITE_OPS):
-                        ops.append(result)
-                    elif isinstance(result, Mapping):
-                        ops.append(UpdateOne({"_id": doc["_id"]}, dict(result)))
-                    else:
-                        raise MigrationError(
-                            f"{self.revision}: for_each's transform returned "
-                            f"{type(result).__name__}; expected None, an update or a write model"
-                        )
-                if step.marked and self.lock is not None and self.lock.token is not None:
-                    ops = [mark_op(op, step.marker, self.lock.token) for op in ops]
-                total += await commit_batch(self, step, _bulk(coll, ops), batch[-1]["_id"])
-        await step.save(step.point.after, 0, done=True)
-        return total
+        return await clientside.for_each(
+            self, collection, transform, filter, projection, batch_size, key
+        )
 
     async def update_with_pipeline(
         self,
@@ -313,60 +261,3 @@ class MigrationContext:
         """Count a written checkpoint and its documents as done (internal)."""
         self.documents += written
         self._checkpoints[key] = point
-
-    async def _stream(
-        self,
-        step: Step,
-        filter: Mapping[str, Any] | None,
-        projection: Mapping[str, Any] | None,
-        batch_size: int | None,
-    ) -> AsyncGenerator[list[dict[str, Any]], None]:
-        size = batch_size or self.batch_size
-        if step.point.done:
-            self.logger.info("{} {}: step {} already done", self.group, self.revision, step.key)
-            return
-        query = after_id(filter, step.point.after)
-        coll = self.database[step.collection]
-        total = await (coll.count_documents(query) if query else coll.estimated_document_count())
-        reporter = self.reporter(step.collection, total)
-        try:
-            # No session on the cursor: it outlives the per-batch transactions.
-            cursor = coll.find(query, projection, sort=[("_id", 1)], batch_size=size)
-            batch: list[dict[str, Any]] = []
-            async for doc in cursor:
-                batch.append(doc)
-                if len(batch) >= size:
-                    self._hand_over(step, batch)
-                    yield batch
-                    reporter.advance(len(batch))
-                    batch = []
-            if batch:
-                self._hand_over(step, batch)
-                yield batch
-                reporter.advance(len(batch))
-        finally:
-            reporter.close()
-
-    def _hand_over(self, step: Step, batch: list[dict[str, Any]]) -> None:
-        self.check_lock()
-        if "_id" not in batch[-1]:
-            raise MigrationError(
-                f"{self.revision}: step {step.key}: the projection must keep _id "
-                "(batches are checkpointed by _id)"
-            )
-
-
-def _bulk(coll: AsyncCollection[Any], ops: list[Any]) -> Callable[..., Awaitable[int]]:
-    async def write(session: AsyncClientSession | None) -> int:
-        if ops:
-            await coll.bulk_write(ops, ordered=False, session=session)
-        return len(ops)
-
-    return write
-
-
-def _noop(count: int) -> Callable[..., Awaitable[int]]:
-    async def write(session: AsyncClientSession | None) -> int:
-        return count
-
-    return write
