@@ -4,31 +4,23 @@
 they return; applications call them (or :func:`upgrade` and :func:`pending_migrations`)
 directly. Every command works on ``admin``, ``customer`` or ``all`` groups, one chain,
 one log and one lock per database. The CLI connects with its own clients whose
-operations have no per-operation deadline (``timeouts.operation_ms`` is lifted: a
-migration's batches may take longer than an API call); :func:`upgrade` uses the
-application's clients as they are.
+operations have no per-operation deadline (:mod:`~insightdb.migrations.databases`);
+:func:`upgrade` uses the application's clients as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
-from loguru import logger
-
-from insightdb.exceptions import ConfigurationError, MigrationError
+from insightdb.exceptions import MigrationError
+from insightdb.migrations.databases import Databases, Runtime, connected, opened
 from insightdb.migrations.graph import Revision
 from insightdb.migrations.runner import Runner, RunOptions, RunResult
 from insightdb.migrations.scripts import ScriptDirectory
 from insightdb.migrations.status import GroupStatus
-from insightdb.runtime.connections import ConnectionHandler
-from insightdb.runtime.devserver import with_shared_server
-from insightdb.runtime.startup import wait_until_reachable
 from insightdb.settings import GROUPS, Settings
 from insightdb.tenancy.guarded import driver_object
-from insightdb.testing.server import EmbeddedServer
 
 __all__ = [
     "Databases",
@@ -47,27 +39,6 @@ __all__ = [
 ]
 
 
-class Databases(Protocol):
-    """Anything that hands out each group's database and client (``InsightDB`` does)."""
-
-    def database(self, group: str) -> Any:
-        """Return the group's database (guarded or the driver's)."""
-        ...
-
-    def client(self, group: str) -> Any:
-        """Return the group's client (guarded or the driver's)."""
-        ...
-
-
-class Runtime(Databases, Protocol):
-    """A started runtime with its settings (:class:`insightdb.InsightDB`)."""
-
-    @property
-    def settings(self) -> Settings:
-        """The runtime's settings."""
-        ...
-
-
 def groups_of(choice: str) -> tuple[str, ...]:
     """Turn ``admin``, ``customer`` or ``all`` into the groups to work on.
 
@@ -79,52 +50,6 @@ def groups_of(choice: str) -> tuple[str, ...]:
     if choice in GROUPS:
         return (choice,)
     raise MigrationError(f"--db must be admin, customer or all, not {choice!r}")
-
-
-@asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[Databases]:
-    """Connect to both groups for a migration command, and close afterwards.
-
-    Only clients are opened (no model is imported or initialised, so a migration can fix
-    data before the models' indexes exist). In development an empty URI means the
-    project's shared development server (started if none runs), so the application
-    started next sees what was migrated; in testing it is a throwaway embedded server.
-    """
-    timeouts = settings.timeouts.model_copy(update={"operation_ms": None})
-    migrating = settings.model_copy(update={"timeouts": timeouts})
-    if settings.env == "development":
-        # Empty URIs: the project's shared development server, the one the app uses next.
-        migrating = await with_shared_server(migrating)
-    async with AsyncExitStack() as stack:
-        empty = [g for g in GROUPS if not migrating.database(g).uri]
-        if empty:
-            migrating = await _throwaway_server(migrating, empty, stack)
-        handler = ConnectionHandler(migrating)
-        stack.push_async_callback(handler.close_all)
-        for group in GROUPS:
-            await wait_until_reachable(
-                handler.client(group),
-                label=group,
-                startup=settings.startup,
-                attempt_timeout_s=settings.timeouts.server_selection_ms / 1000,
-            )
-        yield handler
-
-
-async def _throwaway_server(
-    settings: Settings, empty: list[str], stack: AsyncExitStack
-) -> Settings:
-    # Testing with an empty URI: a server of its own, gone when the command ends (the
-    # runtime would do the same; production and staging need their URIs).
-    if settings.env != "testing":
-        raise ConfigurationError(f"databases.{empty[0]}.uri: required in {settings.env}")
-    embedded = EmbeddedServer(engine=settings.embedded.engine, data_dir=settings.embedded.data_dir)
-    await stack.enter_async_context(embedded)
-    logger.warning("insightdb: no database URI set: migrating a throwaway embedded server")
-    databases = settings.databases.model_copy(
-        update={g: settings.database(g).model_copy(update={"uri": embedded.uri}) for g in empty}
-    )
-    return settings.model_copy(update={"databases": databases})
 
 
 def _runner(
@@ -195,7 +120,7 @@ async def up(
     chosen = groups_of(group)
     if to is not None and len(chosen) > 1:
         raise MigrationError("--to names a revision of one chain: add --db admin or --db customer")
-    async with _databases(settings, databases) as dbs:
+    async with opened(settings, databases) as dbs:
         return [
             await _runner(settings, g, dbs, options).upgrade(
                 to, dry_run=dry_run, allow_changed=allow_changed, wait_s=wait_s
@@ -228,7 +153,7 @@ async def down(
         raise MigrationError("migrate down needs exactly one of --steps N or --to REV")
     if to not in (None, "base") and len(chosen) > 1:
         raise MigrationError("--to names a revision of one chain: add --db admin or --db customer")
-    async with _databases(settings, databases) as dbs:
+    async with opened(settings, databases) as dbs:
         return [
             await _runner(settings, g, dbs, options).downgrade(
                 steps=steps, target=to, dry_run=dry_run, wait_s=wait_s
@@ -248,7 +173,7 @@ async def status(
     Returns:
         One status per group.
     """
-    async with _databases(settings, databases) as dbs:
+    async with opened(settings, databases) as dbs:
         return [await _runner(settings, g, dbs, None).status() for g in groups_of(group)]
 
 
@@ -294,7 +219,7 @@ async def stamp(
     chosen = groups_of(group)
     if len(chosen) != 1:
         raise MigrationError("stamp works on one chain: pass --db admin or --db customer")
-    async with _databases(settings, databases) as dbs:
+    async with opened(settings, databases) as dbs:
         return await _runner(settings, chosen[0], dbs, None).stamp(revision, wait_s=wait_s)
 
 
@@ -358,12 +283,3 @@ async def upgrade(
         )
         applied[group] = [r.revision for r in result.revisions]
     return applied
-
-
-@asynccontextmanager
-async def _databases(settings: Settings, given: Databases | None) -> AsyncIterator[Databases]:
-    if given is not None:
-        yield given
-        return
-    async with connected(settings) as opened:
-        yield opened
