@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import re
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 
+from insightdb._modules import load_file
 from insightdb.exceptions import MigrationError
 from insightdb.migrations.graph import Revision, RevisionGraph
 from insightdb.migrations.templates import STYLES, render
@@ -68,21 +67,9 @@ class Script:
             MigrationError: The file can't be imported, or defines neither
                 ``upgrade``/``downgrade`` nor ``Forward``/``Backward``.
         """
-        name = f"insightdb_revisions.{self.group}.r_{self.id}"
-        spec = importlib.util.spec_from_file_location(name, self.path)
-        if spec is None or spec.loader is None:
-            raise MigrationError(f"{self.path}: can't be loaded as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        # Registered (replacing an earlier load) so that pydantic and Beanie can resolve
-        # the annotations of the frozen models the file defines.
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(name, None)
-            raise MigrationError(
-                f"{self.path}: can't be imported: {type(exc).__name__}: {exc}"
-            ) from exc
+        module = load_file(
+            f"insightdb_revisions.{self.group}.r_{self.id}", self.path, error=MigrationError
+        )
         has_functions = callable(getattr(module, "upgrade", None))
         has_classes = isinstance(getattr(module, "Forward", None), type)
         if not (has_functions or has_classes):

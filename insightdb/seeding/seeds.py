@@ -18,8 +18,6 @@ seeder outside its environments. Seeders must never log secrets.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from loguru import logger
 
+from insightdb._modules import load_file
 from insightdb.exceptions import InsightDBError, SeedError
 from insightdb.settings import ENVIRONMENTS, Settings
 
@@ -121,7 +120,10 @@ def discover_seeds(directory: Path) -> list[Seed]:
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        seed = _read_seed(path, _load(path))
+        module = load_file(
+            f"insightdb_seeds.{path.stem}", path, error=SeedError, detail=_first_line
+        )
+        seed = _read_seed(path, module)
         if seed.name in seeds:
             first = seeds[seed.name].path
             raise SeedError(f"two seeders are named {seed.name!r}: {first} and {path}")
@@ -195,23 +197,6 @@ def check_environment(env: str, *, force: bool) -> None:
     """
     if env == "production" and not force:
         raise SeedError("seeding in production needs --force (force=True)")
-
-
-def _load(path: Path) -> ModuleType:
-    name = f"insightdb_seeds.{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise SeedError(f"{path}: can't be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise SeedError(
-            f"{path}: can't be imported: {type(exc).__name__}: {_first_line(exc)}"
-        ) from exc
-    return module
 
 
 def _read_seed(path: Path, module: ModuleType) -> Seed:
