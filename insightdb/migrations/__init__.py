@@ -7,9 +7,11 @@ steps are declared with :func:`iterative` and :func:`free_fall`. The modules, on
 each: :mod:`~insightdb.migrations.graph` (pure revision graph),
 :mod:`~insightdb.migrations.scripts` (files), :mod:`~insightdb.migrations.log` and
 :mod:`~insightdb.migrations.lock` (the database side), :mod:`~insightdb.migrations.runner`
-(one group), :mod:`~insightdb.migrations.context` and
-:mod:`~insightdb.migrations.serverside` (what ``ctx`` offers),
-:mod:`~insightdb.migrations.command` (the commands) and :mod:`~insightdb.cli.migrate`.
+(one group: :mod:`~insightdb.migrations.planning` plans,
+:mod:`~insightdb.migrations.execution` runs a revision), :mod:`~insightdb.migrations.context`,
+:mod:`~insightdb.migrations.clientside` and :mod:`~insightdb.migrations.serverside` (what
+``ctx`` offers), :mod:`~insightdb.migrations.command` (the commands, connected by
+:mod:`~insightdb.migrations.databases`) and :mod:`~insightdb.cli.migrate`.
 
 For a FastAPI lifespan: ``await pending_migrations(db)`` (``"check"``) and
 ``await upgrade(db)`` (``"apply"``, under the lock).
