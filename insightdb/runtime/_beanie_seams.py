@@ -127,7 +127,7 @@ def fingerprint(function: Any) -> str:
 
 def _mirrored() -> dict[str, tuple[Any, str]]:
     return {
-        # hydration.DocumentPlan.to_dict mirrors get_dict and the encoder's document rules.
+        # hydration.encode.WritePlan.to_dict mirrors get_dict and the encoder's document rules.
         "get_dict": (get_dict, "c0de93e3a4992eda"),
         "Encoder.encode": (Encoder.encode, "1eafbc9e0734863c"),
         "Encoder._encode_document": (Encoder._encode_document, "a7f34185b2993c4c"),
@@ -135,10 +135,10 @@ def _mirrored() -> dict[str, tuple[Any, str]]:
         "Encoder._should_exclude_field": (Encoder._should_exclude_field, "3395900d4df277a9"),
         "BaseModel.__iter__": (BaseModel.__iter__, "0c32e57258b7bb36"),
         "LazyModel.parse_store": (LazyModel.parse_store, "f299f2e47f6904b1"),
-        # hydration.DocumentPlan.hydrate mirrors parse_obj for a plain Document.
+        # hydration.plan.DocumentPlan.hydrate mirrors parse_obj for a plain Document.
         "parse_obj": (parse_obj, "d0bee2138bc9c759"),
         "init_private_attributes": (init_private_attributes, "868effa3fc042739"),
-        # hydration.DocumentPlan.fill mirrors Beanie's __init__ around Pydantic's.
+        # hydration.plan.DocumentPlan.fill mirrors Beanie's __init__ around Pydantic's.
         "Document.__init__": (DOCUMENT_INIT, "c17a6591d81b608e"),
         "BaseModel.__init__": (BaseModel.__init__, "6aa598869da493bd"),
         "Document._save_state": (Document._save_state, "f952390572f160df"),
@@ -153,7 +153,7 @@ def _mirrored() -> dict[str, tuple[Any, str]]:
             "846701961389447a",
         ),
         "Document.get_changes": (Document.get_changes, "f178043d3eb2cf05"),
-        # hydration._object_id copies an ObjectId's bytes as these do.
+        # hydration.schema.object_id copies an ObjectId's bytes as these do.
         "PydanticObjectId._validate": (PydanticObjectId._validate, "17c0d08c251b074e"),
         "ObjectId.__init__": (ObjectId.__init__, "25b75efd49166a19"),
         "FindOne.replace_one": (FindOne.replace_one, "c664aee71ef8eee8"),

@@ -20,6 +20,8 @@ from pydantic import BaseModel
 from insightdb import AdminDocument
 from insightdb.runtime import _beanie_seams, hydration
 from insightdb.runtime.documents import InsightDocument
+from insightdb.runtime.hydration import encode as hydration_encode
+from insightdb.runtime.hydration import schema as hydration_schema
 
 
 class SeamModel(AdminDocument):
@@ -151,7 +153,7 @@ def test_id_field_is_validated_by_pydantic_object_id() -> None:
 def test_object_id_keeps_its_bytes_in_a_slot() -> None:
     oid = bson.ObjectId()
     assert oid._ObjectId__id == oid.binary  # type: ignore[attr-defined]
-    copy = hydration._object_id(oid)
+    copy = hydration_schema.object_id(oid)
     assert type(copy) is _beanie_seams.PydanticObjectId
     assert copy == oid
     assert copy == _beanie_seams.validate_object_id(oid)
@@ -160,14 +162,14 @@ def test_object_id_keeps_its_bytes_in_a_slot() -> None:
 def test_post_init_wrappers_are_recognised() -> None:
     wrapper = SeamChild.model_post_init
     assert wrapper.__code__.co_name == _beanie_seams.POST_INIT_WRAPPER_NAME
-    assert hydration._plain_post_init(SeamModel)
-    assert hydration._plain_post_init(SeamChild)
+    assert hydration_schema.plain_post_init(SeamModel)
+    assert hydration_schema.plain_post_init(SeamChild)
 
     class WithHook(AdminDocument):
         def model_post_init(self, context: Any, /) -> None:
             pass
 
-    assert not hydration._plain_post_init(WithHook)
+    assert not hydration_schema.plain_post_init(WithHook)
 
 
 def test_private_attributes_are_what_documents_initialise() -> None:
@@ -184,7 +186,7 @@ def test_document_settings_ignore_the_opt_out_key() -> None:
     assert not hasattr(settings, "insightdb_fast_path")
 
 
-@pytest.mark.parametrize("scalar", hydration._SCALARS, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("scalar", hydration_encode.SCALARS, ids=lambda t: t.__name__)
 def test_passthrough_types_are_bson_scalars_for_the_encoder(scalar: type[Any]) -> None:
     assert issubclass(scalar, BSON_SCALAR_TYPES)
 
@@ -196,5 +198,5 @@ def test_a_model_with_its_own_init_is_left_to_beanie() -> None:
         def __init__(self, **data: Any) -> None:
             super().__init__(**data)
 
-    assert OwnInit.__init__ not in hydration._PLAIN_INITS
-    assert SeamModel.__init__ in hydration._PLAIN_INITS
+    assert OwnInit.__init__ not in hydration_schema.PLAIN_INITS
+    assert SeamModel.__init__ in hydration_schema.PLAIN_INITS
