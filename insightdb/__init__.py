@@ -43,7 +43,8 @@ from insightdb.runtime.lifecycle import close, connect, current, init, transacti
 from insightdb.runtime.references import CrossRef
 from insightdb.runtime.routes import ModelRegistry, Route
 from insightdb.settings import Settings, get_settings
-from insightdb.tenancy.context import TenantScoped, current_tenant, tenant_context, unscoped
+from insightdb.tenancy.context import current_tenant, tenant_context, unscoped
+from insightdb.tenancy.mixin import TenantScoped
 
 # loguru's advice for libraries: stay silent until the application opts in with
 # logger.enable("insightdb"); the CLI and the FastAPI lifespan do so.

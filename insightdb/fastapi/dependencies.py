@@ -15,7 +15,7 @@ from fastapi import HTTPException, Request
 from insightdb.exceptions import InsightDBError, TenantContextError
 from insightdb.fastapi._state import NOT_STARTED
 from insightdb.runtime.instance import InsightDB
-from insightdb.tenancy.context import tenant_context, validate_tenant_id
+from insightdb.tenancy import tenant_context, validate_tenant_id
 
 TenantResolver = Callable[[Request], "str | Awaitable[str | None] | None"]
 """Returns the request's tenant (from a JWT claim, a subdomain...) or ``None``."""
@@ -52,7 +52,7 @@ def tenant_dependency(
     - no header: 400 ``tenant_required``;
     - the resolver returns ``None`` or raises :class:`~insightdb.TenantContextError`
       (its way to say "not authenticated for any tenant"): 401 ``tenant_required``;
-    - a tenant id that is not valid (see :func:`~insightdb.tenancy.context.validate_tenant_id`),
+    - a tenant id that is not valid (see :func:`~insightdb.tenancy.tenant_ids.validate_tenant_id`),
       from either source: 400 ``invalid_tenant``.
 
     Declare it app-wide to scope every route; the probes of :func:`health_router` and

@@ -25,8 +25,9 @@ from insightdb.runtime.routes import (
     union_members,
 )
 from insightdb.settings import GROUPS
-from insightdb.tenancy.context import TENANT_FIELD, is_tenant_scoped
-from insightdb.tenancy.scoping import reads_scoped
+from insightdb.tenancy.mixin import is_tenant_scoped
+from insightdb.tenancy.pipelines import reads_scoped
+from insightdb.tenancy.tenant_ids import TENANT_FIELD
 
 __all__ = ["check_collections", "check_links", "check_tenant_model", "check_unique_names"]
 

@@ -33,7 +33,7 @@ from insightdb.runtime.discovery import ModelSpec, discover_models, resolve_mode
 from insightdb.runtime.documents import FRAMEWORK_BASES, group_of
 from insightdb.runtime.routes import ModelRegistry, Route, collection_name, union_members
 from insightdb.settings import GROUPS
-from insightdb.tenancy.context import is_tenant_scoped
+from insightdb.tenancy.mixin import is_tenant_scoped
 
 __all__ = ["build_registry", "clean_bases", "resolve_collections"]
 

@@ -17,6 +17,11 @@ answers with a :class:`GuardedCollection`, which
   and see its outcome, and turns connectivity failures and timeouts into
   :class:`~insightdb.exceptions.DatabaseUnavailable`, keeping the driver's error.
 
+This module holds the class and its one wrapper per driver method; what every wrapper
+goes through — the options check, the tenant decision, the open transaction, the
+deadline, the breaker, timing and error translation — is its base,
+:class:`~insightdb.tenancy.operations.GuardedOperations`.
+
 Every other attribute is classified in :mod:`insightdb.tenancy.allowlist`: harmless ones pass,
 derived objects (``database``, ``with_options``) come back guarded, and schema or
 administration methods on a tenant-scoped collection need
@@ -26,50 +31,22 @@ administration methods on a tenant-scoped collection need
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from time import perf_counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-# _csot.remaining() is PyMongo's reading of an enclosing pymongo.timeout() deadline; the
-# driver has no public accessor for it, and the cut-off must honour a caller's override.
-from pymongo import _csot
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
 
-from insightdb.exceptions import TenantContextError, TenantIsolationError
-from insightdb.resilience._driver_errors import is_connectivity_error, unavailable
-from insightdb.session_context import active_transaction
-from insightdb.tenancy.allowlist import (
-    COLLECTION_ADMIN,
-    COLLECTION_METADATA,
-    HARMLESS,
-    bind_positional,
-    check_collation,
-    check_options,
-)
-from insightdb.tenancy.context import current_tenant, unscoped_reason
+from insightdb.exceptions import TenantIsolationError
+from insightdb.tenancy.allowlist import COLLECTION_ADMIN, COLLECTION_METADATA, HARMLESS
+from insightdb.tenancy.context import unscoped_reason
 from insightdb.tenancy.cursor import GuardedCursor
-from insightdb.tenancy.policy import Policy, unwrap_session
-from insightdb.tenancy.scoping import (
-    reads_scoped,
-    scope_bulk_request,
-    scope_document,
-    scope_filter,
-    scope_pipeline,
-    scope_replacement,
-    scope_update,
-)
+from insightdb.tenancy.operations import GuardedOperations
+from insightdb.tenancy.scoping import scope_bulk_request, scope_document, scope_filter
 
 __all__ = ["GuardedCollection"]
 
-# The hard bound of an operation: its deadline plus 5% (and a scheduling allowance).
-# PyMongo's own timeoutMS normally fires first; this catches its 0.5 s polling overshoot.
-_CUTOFF_FACTOR = 1.05
-_CUTOFF_SLACK_S = 0.01
 
-
-class GuardedCollection:
+class GuardedCollection(GuardedOperations):
     """A proxy of one ``AsyncCollection`` that scopes, guards and translates.
 
     Args:
@@ -80,22 +57,7 @@ class GuardedCollection:
             default, what ``policy.is_scoped`` says of its name.
     """
 
-    __slots__ = ("_database", "_guard", "_label", "_policy", "_raw", "_scoped")
-
-    def __init__(
-        self,
-        raw: AsyncCollection[Any],
-        *,
-        policy: Policy,
-        database: Any = None,
-        tenant_scoped: bool | None = None,
-    ) -> None:
-        self._raw = raw
-        self._policy = policy
-        self._guard = policy.guard
-        self._database = database
-        self._label = f"{policy.group}.{raw.name}"
-        self._scoped = policy.is_scoped(raw.name) if tenant_scoped is None else tenant_scoped
+    __slots__ = ()
 
     def __repr__(self) -> str:
         kind = "tenant-scoped" if self._scoped else "guarded"
@@ -157,97 +119,6 @@ class GuardedCollection:
                 "use it inside unscoped(reason)"
             )
         return self._raw
-
-    # -- the scoping decision -------------------------------------------------------
-
-    def _prepare(
-        self, operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[str | None, dict[str, Any]]:
-        """Check the options and return (the tenant to scope to or None, the options)."""
-        if unscoped_reason() is not None:
-            if args:
-                kwargs = bind_positional(operation, self._label, args, kwargs)
-            self._join(operation, kwargs)
-            return None, kwargs
-        kwargs = check_options(operation, self._label, args, kwargs)
-        self._join(operation, kwargs)
-        if not self._scoped:
-            return None, kwargs
-        tenant = current_tenant()
-        if tenant is None:
-            raise TenantContextError(
-                f"{operation} on tenant-scoped {self._label} needs a tenant: "
-                "use tenant_context(tenant_id) or unscoped(reason)"
-            )
-        if operation not in ("insert_one", "insert_many", "bulk_write"):
-            kwargs["collation"] = check_collation(
-                kwargs.get("collation"), f"{self._label}.{operation}"
-            )
-        return tenant, kwargs
-
-    def _join(self, operation: str, kwargs: dict[str, Any]) -> None:
-        """Use the open transaction's session unless ``session=`` was given."""
-        if kwargs.get("session") is not None:
-            unwrap_session(kwargs)
-            return
-        active = active_transaction()
-        # count (estimated_document_count) can't run in a transaction.
-        if active is not None and operation != "estimated_document_count":
-            kwargs["session"] = active.session_for(self._raw.database.client, self._label)
-
-    def _cutoff(self) -> float | None:
-        """Seconds after which an operation is abandoned, or ``None`` for no bound."""
-        # A pymongo.timeout() block around the call sets its own deadline; honour it.
-        remaining = _csot.remaining()
-        if remaining is not None:
-            return max(remaining, 0.0) * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
-        deadline = self._policy.deadline_s
-        if deadline is None:
-            return None
-        return deadline * _CUTOFF_FACTOR + _CUTOFF_SLACK_S
-
-    async def _run(self, operation: str, call: Callable[[], Any], selected: Any = None) -> Any:
-        self._guard.before()
-        policy = self._policy
-        in_flight = policy.in_flight
-        in_flight.count += 1
-        # Commands are timed here rather than by a PyMongo CommandListener, whose mere
-        # presence makes the driver build event objects for every command.
-        began = perf_counter() if policy.recorder is not None else 0.0
-        try:
-            async with asyncio.timeout(self._cutoff()):
-                result = await call()
-        except PyMongoError as exc:
-            if policy.recorder is not None:
-                self._observe(operation, perf_counter() - began, True, selected)
-            self._guard.failed(exc)
-            if is_connectivity_error(exc):
-                raise unavailable(f"{self._label}: {operation}", exc) from exc
-            raise
-        except TimeoutError as exc:
-            if policy.recorder is not None:
-                self._observe(operation, perf_counter() - began, True, selected)
-            self._guard.failed(exc)
-            raise unavailable(
-                f"{self._label}: {operation}: no answer within the deadline", exc
-            ) from exc
-        except BaseException as exc:
-            # Client-side failures (an unencodable document, cancellation): the guard
-            # frees a half-open probe slot without counting them against the server.
-            self._guard.failed(exc)
-            raise
-        finally:
-            in_flight.count -= 1
-        if policy.recorder is not None:
-            self._observe(operation, perf_counter() - began, False, selected)
-        self._guard.succeeded()
-        return result
-
-    def _observe(self, operation: str, seconds: float, failed: bool, selected: Any) -> None:
-        raw = self._raw
-        self._policy.recorder.observe(
-            raw.database.name, raw.name, operation, self._policy.cluster, seconds, failed, selected
-        )
 
     # -- reads ----------------------------------------------------------------------
 
@@ -312,26 +183,6 @@ class GuardedCollection:
             "aggregate", lambda: self._raw.aggregate(pipeline, **kwargs), pipeline
         )
         return GuardedCursor(cursor, self)
-
-    def _scoped_pipeline(
-        self,
-        operation: str,
-        pipeline: Sequence[Mapping[str, Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> tuple[Any, dict[str, Any]]:
-        tenant, kwargs = self._prepare(operation, args, kwargs)
-        if unscoped_reason() is not None:
-            return pipeline, kwargs
-        if tenant is None:
-            # Not a scoped collection: scoping still applies to what the stages read.
-            tenant = current_tenant()
-            if reads_scoped(pipeline, self._policy.is_scoped):
-                kwargs["collation"] = check_collation(
-                    kwargs.get("collation"), f"{self._label}.{operation}"
-                )
-        scoped = scope_pipeline(pipeline, tenant, self._policy.is_scoped, root_scoped=self._scoped)
-        return scoped, kwargs
 
     async def _aggregate_raw_batches(
         self, pipeline: Sequence[Mapping[str, Any]], *args: Any, **kwargs: Any
@@ -403,55 +254,3 @@ class GuardedCollection:
         if tenant is not None:
             requests = [scope_bulk_request(r, tenant) for r in requests]
         return await self._run("bulk_write", lambda: self._raw.bulk_write(requests, **kwargs))
-
-    async def _update(
-        self,
-        operation: str,
-        filter: Any,
-        update: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        def scope(update: Any, tenant: str, kwargs: dict[str, Any]) -> Any:
-            return scope_update(update, tenant, upsert=bool(kwargs.get("upsert")))
-
-        return await self._write_matching(operation, filter, update, scope, args, kwargs)
-
-    async def _replace(
-        self,
-        operation: str,
-        filter: Any,
-        replacement: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        def scope(replacement: Any, tenant: str, kwargs: dict[str, Any]) -> Any:
-            return scope_replacement(replacement, tenant)
-
-        return await self._write_matching(operation, filter, replacement, scope, args, kwargs)
-
-    async def _write_matching(
-        self,
-        operation: str,
-        filter: Any,
-        body: Any,
-        scope_body: Callable[[Any, str, dict[str, Any]], Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        """Run a write with a filter and a body (an update or a replacement), scoped."""
-        tenant, kwargs = self._prepare(operation, args, kwargs)
-        if tenant is not None:
-            filter = scope_filter(filter, tenant)
-            body = scope_body(body, tenant, kwargs)
-        method = getattr(self._raw, operation)
-        return await self._run(operation, lambda: method(filter, body, **kwargs), filter)
-
-    async def _delete(
-        self, operation: str, filter: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        tenant, kwargs = self._prepare(operation, args, kwargs)
-        if tenant is not None:
-            filter = scope_filter(filter, tenant)
-        method = getattr(self._raw, operation)
-        return await self._run(operation, lambda: method(filter, **kwargs), filter)

@@ -1,4 +1,4 @@
-"""The current tenant, held in a context variable, and the ``TenantScoped`` mixin.
+"""The current tenant, held in a context variable, and the scopes that set it.
 
 ``tenant_context("acme")`` sets the tenant for the code inside it (sync or async; nested
 blocks restore the outer tenant on exit); :func:`current_tenant` reads it. Because the
@@ -16,108 +16,27 @@ open exits, which restores what it replaced. ``docs/tenancy.md`` ("Scopes, gener
 and yield dependencies") gives the rule from the user's side.
 
 Enforcement happens where every Beanie operation reaches the driver (see
-:mod:`insightdb.tenancy.collection`); this module only holds the state and validates ids.
+:mod:`insightdb.tenancy.collection`); this module only holds the state. Tenant ids are
+validated by :mod:`insightdb.tenancy.tenant_ids`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import unicodedata
 from types import TracebackType
-from typing import Any, ClassVar
 
-from beanie import Indexed
 from loguru import logger
-from pydantic import BaseModel, Field
 
 from insightdb.exceptions import TenantContextError
+from insightdb.tenancy.tenant_ids import validate_tenant_id
 
 __all__ = [
-    "MAX_TENANT_ID_LENGTH",
-    "TENANT_FIELD",
-    "TenantScoped",
     "current_tenant",
     "tenant_context",
     "unscoped",
     "unscoped_reason",
-    "validate_tenant_id",
 ]
-
-TENANT_FIELD = "tenant_id"
-MAX_TENANT_ID_LENGTH = 128
-
-# -- tenant ids ------------------------------------------------------------------------
-
-# What each refused Unicode category is called in an error message.
-_REFUSED_CATEGORIES = {
-    "Cc": "a control character",
-    "Cf": "a format character",  # bidi controls, zero-width characters, soft hyphen...
-    "Cs": "a surrogate",
-    "Co": "a private-use character",
-    "Cn": "an unassigned code point",
-    "Zs": "whitespace",
-    "Zl": "a line separator",
-    "Zp": "a paragraph separator",
-}
-_PREVIEW_CHARS = 24
-
-
-def _preview(tenant_id: str) -> str:
-    # Escaped (no control or bidi character reaches a log line) and cut short.
-    shown = ascii(tenant_id[:_PREVIEW_CHARS])
-    return shown + "..." if len(tenant_id) > _PREVIEW_CHARS else shown
-
-
-def _refused_character(tenant_id: str) -> str | None:
-    for index, char in enumerate(tenant_id):
-        kind = _REFUSED_CATEGORIES.get(unicodedata.category(char))
-        if kind is not None:
-            name = unicodedata.name(char, "")
-            return f"{kind} U+{ord(char):04X}{' ' + name if name else ''} at index {index}"
-    return None
-
-
-def validate_tenant_id(tenant_id: object) -> str:
-    """Return ``tenant_id`` if it is a usable tenant id, else raise.
-
-    A tenant id is a non-empty string of at most 128 characters, in Unicode NFC, without
-    ``$``, ``.`` or NUL (they would turn into query operators or field paths), and
-    without control, format (bidi, zero-width), surrogate, private-use or unassigned
-    characters, whitespace or separators (categories ``Cc``, ``Cf``, ``Cs``, ``Co``,
-    ``Cn``, ``Z*``): two ids that look the same are the same string. Slugs, UUIDs,
-    ObjectId hex strings and letters of any script are fine.
-
-    Raises:
-        TenantContextError: The id is not acceptable; the one-line message says why
-            (and shows at most the first 24 characters of the id, escaped).
-    """
-    if not isinstance(tenant_id, str):
-        raise TenantContextError(f"tenant id must be a string, got {type(tenant_id).__name__}")
-    if not tenant_id or tenant_id.isspace():
-        raise TenantContextError("tenant id must not be empty or only whitespace")
-    if len(tenant_id) > MAX_TENANT_ID_LENGTH:
-        raise TenantContextError(
-            f"tenant id {_preview(tenant_id)} is {len(tenant_id)} characters long;"
-            f" at most {MAX_TENANT_ID_LENGTH}"
-        )
-    for bad, name in (("$", "'$'"), (".", "'.'"), ("\x00", "NUL")):
-        if bad in tenant_id:
-            raise TenantContextError(f"tenant id {_preview(tenant_id)} must not contain {name}")
-    # The common case, kept cheap: ASCII is NFC, and its only refused characters are the
-    # controls and the space.
-    if tenant_id.isascii() and tenant_id.isprintable() and " " not in tenant_id:
-        return tenant_id
-    problem = _refused_character(tenant_id)
-    if problem is not None:
-        raise TenantContextError(f"tenant id {_preview(tenant_id)} contains {problem}")
-    if not unicodedata.is_normalized("NFC", tenant_id):
-        raise TenantContextError(
-            f"tenant id {_preview(tenant_id)} is not NFC-normalised;"
-            " pass unicodedata.normalize('NFC', tenant_id)"
-        )
-    return tenant_id
-
 
 # -- the scope chain -------------------------------------------------------------------
 
@@ -354,33 +273,3 @@ class unscoped(_Scope):
 
     async def __aenter__(self) -> None:
         self.__enter__()
-
-
-def _tenant_default() -> str:
-    # A document built inside tenant_context belongs to that tenant; one built outside
-    # gets "" and is stamped (or refused) when it is written.
-    return _get_top().tenant or ""
-
-
-class TenantScoped(BaseModel):
-    """Mixin for customer models whose documents belong to one tenant each.
-
-    ``class Project(TenantScoped, CustomerDocument)`` adds an indexed ``tenant_id`` and
-    makes every read and write of ``Project`` carry the current tenant: reads are
-    filtered, new documents are stamped, and anything touching another tenant's data
-    is refused. With no tenant set, every operation raises
-    :class:`~insightdb.exceptions.TenantContextError` before reaching the server.
-
-    Unique indexes of a scoped model must include ``tenant_id``; list deliberate
-    exceptions (by index name) in ``__tenant_global_unique__``.
-    """
-
-    tenant_id: Indexed(str) = Field(default_factory=_tenant_default)  # type: ignore[valid-type]
-
-    __tenant_global_unique__: ClassVar[tuple[str, ...]] = ()
-    __insightdb_tenant_scoped__: ClassVar[bool] = True
-
-
-def is_tenant_scoped(model: type[Any]) -> bool:
-    """Tell whether ``model`` mixes in :class:`TenantScoped`."""
-    return isinstance(model, type) and issubclass(model, TenantScoped)

@@ -35,8 +35,8 @@ from insightdb.tenancy.allowlist import (
 )
 from insightdb.tenancy.collection import GuardedCollection
 from insightdb.tenancy.context import current_tenant, unscoped_reason
+from insightdb.tenancy.pipelines import reads_scoped, scope_pipeline
 from insightdb.tenancy.policy import Policy, SessionProxy, unwrap_session
-from insightdb.tenancy.scoping import reads_scoped, scope_pipeline
 
 __all__ = ["GuardedClient", "GuardedDatabase", "GuardedSession", "driver_object"]
 

@@ -1,22 +1,22 @@
-"""Pure rewriting of filters, documents, updates and pipelines for one tenant.
+"""Pure rewriting of one command's filter, documents and update for one tenant.
 
 Every function here takes a command's arguments and the tenant and returns what is
 safe to send, or raises :class:`~insightdb.exceptions.TenantIsolationError`. No I/O,
 no context variables: :mod:`insightdb.tenancy.collection` calls these at its single choke
-point, and the unit tests exercise them directly.
+point, and the unit tests exercise them directly. Aggregation pipelines are scoped by
+:mod:`insightdb.tenancy.pipelines`.
 
 The rules, in short: a filter is ANDed with ``tenant_id == tenant`` (so naming another
 tenant matches nothing, never more); a new document gets the tenant stamped or is
 refused if it names another; an update may not change, unset or rename ``tenant_id``;
-a pipeline starts with a ``$match`` on the tenant and every sub-pipeline that reads a
-tenant-scoped collection (``$lookup``, ``$unionWith``, ``$graphLookup``, inside
-``$facet`` too) gets the same filter; ``$out`` and ``$merge`` are refused.
+each request of a bulk write is scoped like its single-command form, under the simple
+collation.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo.operations import (
@@ -28,88 +28,21 @@ from pymongo.operations import (
     UpdateOne,
 )
 
-from insightdb.exceptions import TenantContextError, TenantIsolationError
-from insightdb.tenancy.context import TENANT_FIELD
+from insightdb.exceptions import TenantIsolationError
+from insightdb.tenancy.tenant_ids import TENANT_FIELD
 
 __all__ = [
-    "KNOWN_STAGES",
-    "reads_scoped",
     "scope_bulk_request",
     "scope_document",
     "scope_filter",
-    "scope_pipeline",
     "scope_replacement",
     "scope_update",
 ]
 
 _FIELD = TENANT_FIELD
 _FIELD_PREFIX = TENANT_FIELD + "."
-_FIRST_ONLY_STAGES = frozenset(
-    {
-        "$search",
-        "$searchMeta",
-        "$vectorSearch",
-        "$collStats",
-        "$indexStats",
-        "$changeStream",
-        "$currentOp",
-        "$listSessions",
-        "$listLocalSessions",
-        "$documents",
-        "$planCacheStats",
-    }
-)
-_WRITE_STAGES = ("$out", "$merge")
-# Stages that read nothing but their input (or whose reads this module scopes): an
-# allowlist, so that a stage added by a later server release is refused in tenant scope
-# until it has been looked at, rather than trusted.
-KNOWN_STAGES = frozenset(
-    {
-        "$addFields",
-        "$bucket",
-        "$bucketAuto",
-        "$count",
-        "$densify",
-        "$documents",
-        "$facet",
-        "$fill",
-        "$geoNear",
-        "$graphLookup",
-        "$group",
-        "$limit",
-        "$lookup",
-        "$match",
-        "$project",
-        "$redact",
-        "$replaceRoot",
-        "$replaceWith",
-        "$sample",
-        "$set",
-        "$setWindowFields",
-        "$skip",
-        "$sort",
-        "$sortByCount",
-        "$unionWith",
-        "$unset",
-        "$unwind",
-    }
-)
-# Stages that report on the whole server (other clients' commands, sessions, cached
-# query plans): refused outside unscoped() wherever they appear.
-_INTROSPECTION_STAGES = frozenset(
-    {
-        "$currentOp",
-        "$listSessions",
-        "$listLocalSessions",
-        "$planCacheStats",
-        "$listSampledQueries",
-        "$querySettings",
-    }
-)
 _SIMPLE = {"locale": "simple"}
 _BULK_TYPES = (InsertOne, DeleteOne, DeleteMany, ReplaceOne, UpdateOne, UpdateMany)
-
-IsScoped = Callable[[str], bool]
 
 
 def scope_filter(query: Mapping[str, Any] | None, tenant: str) -> dict[str, Any]:
@@ -223,44 +156,6 @@ def scope_update(update: Any, tenant: str, *, upsert: bool = False) -> Any:
     return update
 
 
-def scope_pipeline(
-    pipeline: Sequence[Mapping[str, Any]],
-    tenant: str | None,
-    is_scoped: IsScoped,
-    *,
-    root_scoped: bool = True,
-) -> list[dict[str, Any]]:
-    """Rewrite an aggregation pipeline so that it reads one tenant's documents only.
-
-    Args:
-        pipeline: The stages.
-        tenant: The current tenant; ``None`` is allowed only when nothing the pipeline
-            reads is tenant-scoped.
-        is_scoped: Tells whether a collection name (same database) is tenant-scoped.
-        root_scoped: Whether the collection the pipeline runs on is tenant-scoped.
-
-    Raises:
-        TenantIsolationError: A stage can't be scoped (``$out``, ``$merge``, a stage
-            that must come first, a cross-database lookup).
-        TenantContextError: A scoped collection is read and ``tenant`` is ``None``.
-    """
-    stages = [dict(stage) for stage in pipeline]
-    if root_scoped:
-        tenant = _need(tenant, "aggregate")
-        first = next(iter(stages[0]), None) if stages else None
-        if first == "$geoNear":
-            spec = dict(stages[0]["$geoNear"])
-            spec["query"] = scope_filter(spec.get("query"), tenant)
-            stages[0] = {"$geoNear": spec}
-        elif first in _FIRST_ONLY_STAGES:
-            raise TenantIsolationError(
-                f"{first} must be the first stage, so it can't be scoped to a tenant"
-            )
-        else:
-            stages.insert(0, {"$match": {_FIELD: tenant}})
-    return _scope_stages(stages, tenant, is_scoped)
-
-
 def scope_bulk_request(request: Any, tenant: str) -> Any:
     """Return a tenant-scoped copy of one ``bulk_write`` request.
 
@@ -299,146 +194,3 @@ def scope_bulk_request(request: Any, tenant: str) -> Any:
             f"bulk_write request {type(request).__name__} can't be scoped to a tenant"
         )
     return scoped
-
-
-def reads_scoped(pipeline: Sequence[Mapping[str, Any]], is_scoped: IsScoped) -> bool:
-    """Tell whether a pipeline reads a tenant-scoped collection through a sub-pipeline.
-
-    A target that is not a plain collection name (another database) counts as scoped:
-    insightdb can't tell what it holds.
-    """
-    for stage in pipeline:
-        if not isinstance(stage, Mapping):
-            continue
-        for name, spec in stage.items():
-            if name in ("$lookup", "$graphLookup") and isinstance(spec, Mapping):
-                target = spec.get("from")
-                if target is not None and (not isinstance(target, str) or is_scoped(target)):
-                    return True
-                if reads_scoped(spec.get("pipeline") or [], is_scoped):
-                    return True
-            elif name == "$unionWith":
-                union: Any = {"coll": spec} if isinstance(spec, str) else spec
-                if not isinstance(union, Mapping):
-                    return True
-                target = union.get("coll")
-                if target is not None and (not isinstance(target, str) or is_scoped(target)):
-                    return True
-                if reads_scoped(union.get("pipeline") or [], is_scoped):
-                    return True
-            elif (
-                name == "$facet"
-                and isinstance(spec, Mapping)
-                and any(reads_scoped(sub, is_scoped) for sub in spec.values())
-            ):
-                return True
-    return False
-
-
-def _need(tenant: str | None, operation: str) -> str:
-    if tenant is None:
-        raise TenantContextError(
-            f"{operation} reads a tenant-scoped collection but no tenant is set: "
-            "use tenant_context(tenant_id) or unscoped(reason)"
-        )
-    return tenant
-
-
-def _scoped_sub(
-    sub: Sequence[Mapping[str, Any]] | None, tenant: str | None, is_scoped: IsScoped, name: Any
-) -> list[dict[str, Any]]:
-    if not isinstance(name, str):
-        raise TenantIsolationError(
-            f"a lookup into {name!r} (another database) can't be scoped to a tenant"
-        )
-    return scope_pipeline(sub or [], tenant, is_scoped, root_scoped=is_scoped(name))
-
-
-def _scope_stages(
-    stages: list[dict[str, Any]], tenant: str | None, is_scoped: IsScoped
-) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
-    for stage in stages:
-        if len(stage) != 1:
-            result.append(stage)  # the server rejects it; nothing to scope
-            continue
-        ((name, spec),) = stage.items()
-        if name in _INTROSPECTION_STAGES:
-            raise TenantIsolationError(
-                f"aggregation stage {name!r} reports on the whole server (other tenants' "
-                "commands included); use it inside unscoped(reason)"
-            )
-        if tenant is not None and name not in KNOWN_STAGES and name not in _WRITE_STAGES:
-            raise TenantIsolationError(
-                f"aggregation stage {name!r} is refused in tenant scope: insightdb can't "
-                "tell which documents it reads; use it inside unscoped(reason)"
-            )
-        if name in _WRITE_STAGES:
-            if tenant is not None or _writes_scoped(spec, is_scoped):
-                raise TenantIsolationError(
-                    f"{name} is refused in tenant scope: it would write outside the tenant"
-                )
-            result.append(stage)
-        elif name == "$lookup" and isinstance(spec, Mapping):
-            lookup = dict(spec)
-            if "from" in lookup:
-                if is_scoped(lookup["from"]) if isinstance(lookup["from"], str) else True:
-                    lookup["pipeline"] = _scoped_sub(
-                        lookup.get("pipeline"), tenant, is_scoped, lookup["from"]
-                    )
-                elif "pipeline" in lookup:
-                    lookup["pipeline"] = _scope_stages(
-                        [dict(s) for s in lookup["pipeline"]], tenant, is_scoped
-                    )
-            elif "pipeline" in lookup:
-                lookup["pipeline"] = _scope_stages(
-                    [dict(s) for s in lookup["pipeline"]], tenant, is_scoped
-                )
-            result.append({"$lookup": lookup})
-        elif name == "$unionWith":
-            union: dict[str, Any] = {"coll": spec} if isinstance(spec, str) else dict(spec)
-            coll = union.get("coll")
-            if coll is not None:
-                union["pipeline"] = _scoped_sub(union.get("pipeline"), tenant, is_scoped, coll)
-            elif "pipeline" in union:
-                union["pipeline"] = _scope_stages(
-                    [dict(s) for s in union["pipeline"]], tenant, is_scoped
-                )
-            result.append({"$unionWith": union})
-        elif name == "$graphLookup" and isinstance(spec, Mapping):
-            graph = dict(spec)
-            target = graph.get("from")
-            if not isinstance(target, str):
-                raise TenantIsolationError(
-                    f"a $graphLookup into {target!r} can't be scoped to a tenant"
-                )
-            if is_scoped(target):
-                graph["restrictSearchWithMatch"] = scope_filter(
-                    graph.get("restrictSearchWithMatch"), _need(tenant, "$graphLookup")
-                )
-            result.append({"$graphLookup": graph})
-        elif name == "$facet" and isinstance(spec, Mapping):
-            result.append(
-                {
-                    "$facet": {
-                        key: _scope_stages([dict(s) for s in sub], tenant, is_scoped)
-                        for key, sub in spec.items()
-                    }
-                }
-            )
-        else:
-            result.append(stage)
-    return result
-
-
-def _writes_scoped(spec: Any, is_scoped: IsScoped) -> bool:
-    if isinstance(spec, str):
-        return is_scoped(spec)
-    if isinstance(spec, Mapping):
-        if "db" in spec:
-            return True  # $out into a named database: can't know what it holds, refuse
-        target = spec.get("into", spec.get("coll"))
-        if isinstance(target, Mapping):
-            return True  # $merge into another database: can't know, refuse
-        return isinstance(target, str) and is_scoped(target)
-    return True

@@ -23,8 +23,10 @@ from beanie import UnionDoc, View
 from pymongo import monitoring
 
 from insightdb.tenancy.collection import GuardedCollection
-from insightdb.tenancy.context import TENANT_FIELD, TenantScoped, current_tenant, unscoped_reason
-from insightdb.tenancy.scoping import reads_scoped
+from insightdb.tenancy.context import current_tenant, unscoped_reason
+from insightdb.tenancy.mixin import TenantScoped
+from insightdb.tenancy.pipelines import reads_scoped
+from insightdb.tenancy.tenant_ids import TENANT_FIELD
 
 __all__ = ["TenantGuard", "Violation", "has_tenant_predicate", "scoped_namespaces"]
 

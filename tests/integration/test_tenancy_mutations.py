@@ -24,10 +24,10 @@ from beanie import BulkWriter, UpdateResponse
 from beanie.odm.operators.update.general import Inc, Set
 
 import insightdb
-import insightdb.tenancy.scoping as scoping
+import insightdb.tenancy.pipelines as pipelines
 from insightdb import CustomerDocument, Settings, TenantIsolationError, TenantScoped
 from insightdb.tenancy import allowlist, current_tenant, tenant_context
-from insightdb.tenancy import collection as collection_module
+from insightdb.tenancy import operations as operations_module
 from insightdb.tenancy.collection import GuardedCollection
 from insightdb.tenancy.cursor import GuardedCursor
 from insightdb.testing.guard import TenantGuard
@@ -67,7 +67,7 @@ def _passthrough(method: str) -> Callable[..., Any]:
 def _lookup_without_tenant(
     sub: Any, tenant: str | None, is_scoped: Any, name: Any
 ) -> list[dict[str, Any]]:
-    return scoping._scope_stages([dict(s) for s in sub or []], tenant, is_scoped)
+    return pipelines._scope_stages([dict(s) for s in sub or []], tenant, is_scoped)
 
 
 def _tenant_optional(
@@ -109,7 +109,7 @@ CASES: dict[str, tuple[str, Any, Callable[[], Awaitable[Any]], bool]] = {
         False,
     ),
     "aggregate sub-pipeline": (
-        "scoping._scoped_sub",
+        "pipelines._scoped_sub",
         _lookup_without_tenant,
         lambda: MutProject.aggregate(_LOOKUP).to_list(),
         False,
@@ -238,8 +238,8 @@ async def test_switching_off_one_injection_point_is_caught(
             await operation()
         assert insightdb_tenant_guard.violations() == []
 
-    if attribute.startswith("scoping."):
-        monkeypatch.setattr(scoping, attribute.split(".", 1)[1], replacement)
+    if attribute.startswith("pipelines."):
+        monkeypatch.setattr(pipelines, attribute.split(".", 1)[1], replacement)
     else:
         monkeypatch.setattr(GuardedCollection, attribute, replacement)
     insightdb_tenant_guard.reset()
@@ -267,7 +267,7 @@ async def test_switching_off_one_refusal_is_caught(
             await operation()
     assert COUNTER.count == before, "refused, yet a command was sent"
 
-    monkeypatch.setattr(collection_module, attribute, replacement)
+    monkeypatch.setattr(operations_module, attribute, replacement)
     insightdb_tenant_guard.reset()
     async with tenant_context("acme"):
         await operation()

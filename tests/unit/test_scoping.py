@@ -27,12 +27,11 @@ from pymongo.operations import (
 )
 
 from insightdb import TenantContextError, TenantIsolationError
+from insightdb.tenancy.pipelines import reads_scoped, scope_pipeline
 from insightdb.tenancy.scoping import (
-    reads_scoped,
     scope_bulk_request,
     scope_document,
     scope_filter,
-    scope_pipeline,
     scope_replacement,
     scope_update,
 )
