@@ -8,6 +8,11 @@ soft-deleted documents, record an audit entry) and the guarded collection below 
 scopes it to the tenant, checks its options and joins the open transaction. One wrapper
 per model and guarded collection, built on first use and kept on the class.
 
+The plugin collection knows every plugin mixin, and every mixin imports this module, so
+this module does not import it: :mod:`insightdb.plugins.collection` registers its class
+with :func:`register_plugin_collection` when it is imported, which importing anything of
+:mod:`insightdb.plugins` does first.
+
 The mixins must come before the document base class (``class Invoice(Timestamped,
 TenantScoped, CustomerDocument)``), in any order among themselves and with
 ``TenantScoped``; a model that puts them after it is refused when it is defined, since
@@ -16,13 +21,23 @@ Beanie would then never see them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-__all__ = ["PluginMixin", "plugin_models"]
+__all__ = ["PluginMixin", "plugin_models", "register_plugin_collection"]
 
 _CACHE_ATTR = "__insightdb_plugin_collection__"
+
+# Builds the wrapper of a model's guarded collection: PluginCollection(inner, model).
+_wrap: Callable[[Any, type[Any]], Any] | None = None
+
+
+def register_plugin_collection(factory: Callable[[Any, type[Any]], Any]) -> None:
+    """Set what wraps a plugin model's guarded collection (``PluginCollection``)."""
+    global _wrap
+    _wrap = factory
 
 
 class PluginMixin(BaseModel):
@@ -54,9 +69,9 @@ class PluginMixin(BaseModel):
 
         if not isinstance(inner, GuardedCollection):
             return inner  # init_beanie at work: Beanie needs its own collection
-        from insightdb.plugins.collection import PluginCollection
-
-        wrapper = PluginCollection(inner, cls)
+        if _wrap is None:  # importing insightdb.plugins registers it first
+            raise RuntimeError("insightdb.plugins.collection has not been imported")
+        wrapper = _wrap(inner, cls)
         type.__setattr__(cls, _CACHE_ATTR, (inner, wrapper))
         return wrapper
 

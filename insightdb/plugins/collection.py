@@ -12,29 +12,23 @@ transaction and guards the call:
   transaction when one is open).
 
 Every data method the guarded collection has is implemented here (the inventory test
-pins it), so no read or write path skips a plugin.
+pins it), so no read or write path skips a plugin. The records are built and written by
+the model's :class:`~insightdb.plugins.audit_trail.AuditTrail`, and each request of a
+bulk write is rewritten by :func:`~insightdb.plugins.bulk.rewrite_request`.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.results import DeleteResult
 
 from insightdb.exceptions import InsightDBError
-from insightdb.plugins.audit import (
-    AUDIT_COLLECTION,
-    Audited,
-    audit_record,
-    changed_fields,
-    changed_values,
-    label_or,
-    secret_fields,
-)
+from insightdb.plugins.audit import label_or
+from insightdb.plugins.audit_trail import audit_trail, id_in
+from insightdb.plugins.base import register_plugin_collection
+from insightdb.plugins.bulk import rewrite_request
 from insightdb.plugins.softdelete import (
     SoftDeletable,
     deleted_hidden,
@@ -51,9 +45,7 @@ from insightdb.plugins.timestamps import (
     stamp_update,
     utc_now,
 )
-from insightdb.session_context import active_transaction
 from insightdb.tenancy.allowlist import bind_positional
-from insightdb.tenancy.context import current_tenant
 
 __all__ = ["PluginCollection"]
 
@@ -65,18 +57,6 @@ _SOFT_TARGET = {
 _UNFILTERABLE = frozenset({"find_raw_batches", "aggregate_raw_batches", "watch"})
 
 
-def _id_in(filter: Any) -> Any:
-    """The ``_id`` a filter names by equality, else ``None``."""
-    if isinstance(filter, Mapping):
-        value = filter.get("_id")
-        if value is not None and not (
-            isinstance(value, Mapping) and any(str(k).startswith("$") for k in value)
-        ):
-            return value
-        return None
-    return filter
-
-
 class PluginCollection:
     """Applies a model's plugins to every command, then hands it to the guarded collection.
 
@@ -85,16 +65,14 @@ class PluginCollection:
         model: The model class (which plugins it mixes in).
     """
 
-    __slots__ = ("_audit", "_audit_target", "_inner", "_model", "_secret", "_soft", "_stamp")
+    __slots__ = ("_audit", "_inner", "_model", "_soft", "_stamp")
 
     def __init__(self, inner: Any, model: type[Any]) -> None:
         self._inner = inner
         self._model = model
         self._stamp = issubclass(model, Timestamped)
         self._soft = issubclass(model, SoftDeletable)
-        self._audit = issubclass(model, Audited) and _audit_enabled()
-        self._secret = secret_fields(model) if self._audit else frozenset()
-        self._audit_target: Any = None
+        self._audit = audit_trail(model)
 
     def __repr__(self) -> str:
         return f"<PluginCollection of {self._inner!r}>"
@@ -166,8 +144,10 @@ class PluginCollection:
         if self._stamp:
             stamp_document(document, now)
         result = await self._inner.insert_one(document, *args, **kwargs)
-        if self._audit:
-            await self._record([self._entry("insert", result.inserted_id, document, now)])
+        if self._audit is not None:
+            await self._audit.record(
+                [self._audit.entry("insert", result.inserted_id, document, now)]
+            )
         return result
 
     async def insert_many(self, documents: Any, *args: Any, **kwargs: Any) -> Any:
@@ -178,10 +158,10 @@ class PluginCollection:
             for document in documents:
                 stamp_document(document, now)
         result = await self._inner.insert_many(documents, *args, **kwargs)
-        if self._audit:
-            await self._record(
+        if self._audit is not None:
+            await self._audit.record(
                 [
-                    self._entry("insert", ident, doc, now)
+                    self._audit.entry("insert", ident, doc, now)
                     for ident, doc in zip(result.inserted_ids, documents, strict=False)
                 ]
             )
@@ -227,18 +207,20 @@ class PluginCollection:
         prepared: list[Any] = []
         entries: list[dict[str, Any]] = []
         for request in requests:
-            rewritten, operation, body = self._bulk_request(request, now)
+            rewritten, operation, body = rewrite_request(
+                request, now, stamp=self._stamp, soft=self._soft, visible=self._visible
+            )
             prepared.append(rewritten)
-            if self._audit:
+            if self._audit is not None:
                 ident = (
                     body.get("_id")
                     if operation == "insert" and isinstance(body, Mapping)
-                    else _id_in(getattr(request, "_filter", None))
+                    else id_in(getattr(request, "_filter", None))
                 )
-                entries.append(self._entry(operation, ident, body, now))
+                entries.append(self._audit.entry(operation, ident, body, now))
         result = await self._inner.bulk_write(prepared, *args, **kwargs)
-        if entries:
-            await self._record(entries)
+        if entries and self._audit is not None:
+            await self._audit.record(entries)
         return result
 
     # -- the rewriting --------------------------------------------------------------
@@ -262,8 +244,10 @@ class PluginCollection:
         )
         method = getattr(self._inner, operation)
         result = await method(self._visible(filter), body, **kwargs)
-        if self._audit:
-            await self._record_result(label_or("update"), operation, filter, update, result, now)
+        if self._audit is not None:
+            await self._audit.record_result(
+                label_or("update"), operation, filter, update, result, now
+            )
         return result
 
     async def _replace(
@@ -278,8 +262,8 @@ class PluginCollection:
         body = stamp_replacement(replacement, now) if self._stamp else replacement
         method = getattr(self._inner, operation)
         result = await method(self._visible(filter), body, *args, **kwargs)
-        if self._audit:
-            await self._record_result("replace", operation, filter, replacement, result, now)
+        if self._audit is not None:
+            await self._audit.record_result("replace", operation, filter, replacement, result, now)
         return result
 
     async def _delete(
@@ -288,8 +272,8 @@ class PluginCollection:
         now = utc_now()
         if not (self._soft and deletes_are_soft()):
             result = await getattr(self._inner, operation)(self._visible(filter), *args, **kwargs)
-            if self._audit:
-                await self._record_result("delete", operation, filter, None, result, now)
+            if self._audit is not None:
+                await self._audit.record_result("delete", operation, filter, None, result, now)
             return result
         if args:
             kwargs = bind_positional(operation, self._label(), args, kwargs)
@@ -299,128 +283,11 @@ class PluginCollection:
             update = stamp_update(update, now, upsert=False)
         target = _SOFT_TARGET[operation]
         result = await getattr(self._inner, target)(self._visible(filter), update, **kwargs)
-        if self._audit:
-            await self._record_result("soft_delete", target, filter, update, result, now)
+        if self._audit is not None:
+            await self._audit.record_result("soft_delete", target, filter, update, result, now)
         if operation == "find_one_and_delete":
             return result
         return DeleteResult({"n": result.modified_count, "ok": 1.0}, result.acknowledged)
 
-    def _bulk_request(self, request: Any, now: datetime) -> tuple[Any, str, Any]:
-        """The rewritten request, its audit operation and the body the caller sent."""
-        kind = type(request)
-        if kind is InsertOne:
-            rewritten = copy.copy(request)
-            if self._stamp:
-                rewritten._doc = stamp_document(dict(request._doc), now)
-            return rewritten, "insert", request._doc
-        if kind in (DeleteOne, DeleteMany) and self._soft and deletes_are_soft():
-            update = soft_delete_update(now)
-            if self._stamp:
-                update = stamp_update(update, now, upsert=False)
-            as_update = UpdateOne if kind is DeleteOne else UpdateMany
-            converted = as_update(
-                self._visible(request._filter),
-                update,
-                collation=request._collation,
-                hint=request._hint,
-            )
-            return converted, "soft_delete", update
-        rewritten = copy.copy(request)
-        if kind in (DeleteOne, DeleteMany):
-            rewritten._filter = self._visible(request._filter)
-            return rewritten, "delete", None
-        if kind is ReplaceOne:
-            rewritten._filter = self._visible(request._filter)
-            if self._stamp:
-                rewritten._doc = stamp_replacement(request._doc, now)
-            return rewritten, "replace", request._doc
-        if kind in (UpdateOne, UpdateMany):
-            rewritten._filter = self._visible(request._filter)
-            if self._stamp:
-                rewritten._doc = stamp_update(request._doc, now, upsert=bool(request._upsert))
-            return rewritten, "update", request._doc
-        return request, "write", None  # the guarded collection refuses what it can't check
 
-    # -- the audit trail ------------------------------------------------------------
-
-    def _entry(
-        self,
-        operation: str,
-        document_id: Any,
-        body: Any,
-        now: datetime,
-        count: int | None = None,
-    ) -> dict[str, Any]:
-        fields = changed_fields(operation, body)
-        if operation == "soft_delete":
-            fields = [f for f in fields if f != "updated_at"]
-        values = (
-            changed_values(body, fields, self._secret)
-            if getattr(self._model, "__audit_values__", False)
-            else None
-        )
-        tenant = current_tenant()
-        if tenant is None and isinstance(body, Mapping) and operation == "insert":
-            tenant = body.get("tenant_id") or None
-        return audit_record(
-            self._model,
-            operation=operation,
-            document_id=document_id,
-            tenant=tenant,
-            fields=fields,
-            at=now,
-            count=count,
-            values=values,
-        )
-
-    async def _record_result(
-        self, operation: str, method: str, filter: Any, body: Any, result: Any, now: datetime
-    ) -> None:
-        if method.startswith("find_one_and_"):
-            if result is None:
-                return
-            ident = result.get("_id") if isinstance(result, Mapping) else _id_in(filter)
-            await self._record([self._entry(operation, ident, body, now)])
-            return
-        upserted = getattr(result, "upserted_id", None)
-        if method.endswith("_many"):
-            found = getattr(result, "modified_count", None)
-            if found is None:
-                found = getattr(result, "deleted_count", 0)
-            count = int(found or 0) + (1 if upserted is not None else 0)
-            if count:
-                await self._record([self._entry(operation, None, body, now, count=count)])
-            return
-        changed = (
-            getattr(result, "matched_count", None) or getattr(result, "deleted_count", None) or 0
-        )
-        if changed or upserted is not None:
-            ident = upserted if upserted is not None else _id_in(filter)
-            await self._record([self._entry(operation, ident, body, now)])
-
-    async def _record(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        target = self._audit_target
-        if target is None:
-            from insightdb.runtime.lifecycle import current
-
-            target = self._audit_target = current().database("admin")[AUDIT_COLLECTION]
-        active = active_transaction()
-        if active is not None and not active.covers(target.raw.database.client):
-            # The transaction's cluster is not the admin database's: record after commit.
-            async def write_later() -> None:
-                await target.insert_many(records)
-
-            active.after_commit.append(write_later)
-            return
-        await target.insert_many(records)
-
-
-def _audit_enabled() -> bool:
-    from insightdb.runtime.lifecycle import current
-
-    try:
-        return current().settings.features.audit_trail
-    except InsightDBError:
-        return False
+register_plugin_collection(PluginCollection)
