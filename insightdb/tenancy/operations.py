@@ -51,7 +51,7 @@ class GuardedOperations:
     :class:`~insightdb.tenancy.collection.GuardedCollection`.
     """
 
-    __slots__ = ("_database", "_guard", "_label", "_policy", "_raw", "_scoped")
+    __slots__ = ("_database", "_guard", "_label", "_names", "_policy", "_raw", "_scoped")
 
     def __init__(
         self,
@@ -66,6 +66,8 @@ class GuardedOperations:
         self._guard = policy.guard
         self._database = database
         self._label = f"{policy.group}.{raw.name}"
+        # The monitoring labels, read once: the driver's names are properties.
+        self._names = (raw.database.name, raw.name)
         self._scoped = policy.is_scoped(raw.name) if tenant_scoped is None else tenant_scoped
 
     # -- the scoping decision -------------------------------------------------------
@@ -156,9 +158,10 @@ class GuardedOperations:
         return result
 
     def _observe(self, operation: str, seconds: float, failed: bool, selected: Any) -> None:
-        raw = self._raw
-        self._policy.recorder.observe(
-            raw.database.name, raw.name, operation, self._policy.cluster, seconds, failed, selected
+        database, collection = self._names
+        policy = self._policy
+        policy.recorder.observe(
+            database, collection, operation, policy.cluster, seconds, failed, selected
         )
 
     # -- scoped shapes several data methods share -----------------------------------
