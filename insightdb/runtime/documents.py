@@ -3,16 +3,13 @@
 ``class User(AdminDocument)`` lives in the admin database, ``class Client(CustomerDocument)``
 in the customer database. The bases themselves are never collections and never reach a
 server: insightdb hands Beanie only concrete models, a base answers Beanie's index
-initialisation without a command, and the bases are restored after every
-``init_beanie`` (see :mod:`insightdb.runtime.registry`), so a model defined after an earlier
-``init`` behaves like any other.
-"""
+initialisation without a command (:mod:`insightdb.runtime.model_collections`), and the
+bases are restored after every ``init_beanie`` (see :mod:`insightdb.runtime.registry`), so
+a model defined after an earlier ``init`` behaves like any other."""
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 from uuid import uuid4
 
@@ -20,13 +17,21 @@ from beanie import Document, WriteRules
 from beanie.exceptions import NotSupported
 from pymongo.results import InsertManyResult
 
-from insightdb.exceptions import RoutingError, TenantIsolationError
+from insightdb.exceptions import TenantIsolationError
 from insightdb.runtime import _beanie_seams as seams
+from insightdb.runtime.document_dicts import stored
 from insightdb.runtime.hydration import (
     FastFindMany,
     FastFindOne,
     plan_for,
     register_plain_init,
+)
+from insightdb.runtime.model_collections import (
+    COLLECTION_ATTR,
+    INITIALISING,
+    BaseClassCollection,
+    beanie_initialising,
+    install_collection,
 )
 from insightdb.runtime.references import Missing
 from insightdb.runtime.references import resolve as resolve_references
@@ -39,13 +44,6 @@ __all__ = [
     "group_of",
     "install_collection",
 ]
-
-# True while insightdb runs init_beanie: Beanie then needs the raw collection (to
-# create indexes), and any guarded collection of an earlier init is stale.
-_initialising: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "insightdb_beanie_initialising", default=False
-)
-_COLLECTION_ATTR = "__insightdb_collection__"
 
 
 class InsightDocument(Document):
@@ -79,9 +77,9 @@ class InsightDocument(Document):
         the circuit breaker and translates connectivity errors.
         """
         if cls in FRAMEWORK_BASES:
-            return _BaseClassCollection(cls.__name__)
-        if not _initialising.get():
-            guarded = cls.__dict__.get(_COLLECTION_ATTR)
+            return BaseClassCollection(cls.__name__)
+        if not INITIALISING.get():
+            guarded = cls.__dict__.get(COLLECTION_ATTR)
             if guarded is not None:
                 return guarded
             if getattr(cls, "__insightdb_tenant_scoped__", False):
@@ -156,27 +154,19 @@ class InsightDocument(Document):
         elif plan.settings.use_state_management and self.id is not None:
             plan.save_state(self)
 
-    def _state_dict(self) -> dict[str, Any]:
-        plan = plan_for(type(self))
-        keep_nulls = self.get_settings().keep_nulls
-        if plan is None:
-            state: dict[str, Any] = seams.get_dict(
-                self, to_db=True, keep_nulls=keep_nulls, exclude={"revision_id"}
-            )
-            return state
-        return plan.to_dict(self, to_db=True, keep_nulls=keep_nulls, exclude=("revision_id",))
-
     @property
     @seams.saved_state_needed
     def is_changed(self) -> bool:
         """Tell whether the document differs from its saved state (Beanie's ``is_changed``)."""
-        return self._saved_state != self._state_dict()
+        return self._saved_state != stored(self, exclude=("revision_id",))
 
     @seams.saved_state_needed
     def get_changes(self) -> dict[str, Any]:
         """Return the changes since the saved state (Beanie's ``get_changes``)."""
         assert self._saved_state is not None
-        changes: dict[str, Any] = self._collect_updates(self._saved_state, self._state_dict())
+        changes: dict[str, Any] = self._collect_updates(
+            self._saved_state, stored(self, exclude=("revision_id",))
+        )
         return changes
 
     @seams.validate_self_before
@@ -224,9 +214,9 @@ class InsightDocument(Document):
             )
         if link_rule == WriteRules.WRITE:
             raise NotSupported("Cascade insert not supported for insert many method")
-        stored = [_stored(document) for document in documents]
+        documents_stored = [stored(document) for document in documents]
         result: InsertManyResult = await cls.get_pymongo_collection().insert_many(
-            stored, session=session, **pymongo_kwargs
+            documents_stored, session=session, **pymongo_kwargs
         )
         return result
 
@@ -263,16 +253,6 @@ class InsightDocument(Document):
 register_plain_init(InsightDocument.__init__)
 
 
-def _stored(document: Any) -> dict[str, Any]:
-    """``get_dict(document, to_db=True, keep_nulls=...)``, through the plan where there is one."""
-    plan = plan_for(type(document))
-    keep_nulls = document.get_settings().keep_nulls
-    if plan is None:
-        stored: dict[str, Any] = seams.get_dict(document, to_db=True, keep_nulls=keep_nulls)
-        return stored
-    return plan.to_dict(document, to_db=True, keep_nulls=keep_nulls)
-
-
 class AdminDocument(InsightDocument):
     """Base class of models stored in the admin (platform) database."""
 
@@ -286,31 +266,6 @@ class CustomerDocument(InsightDocument):
 
 
 FRAMEWORK_BASES: tuple[type[Document], ...] = (InsightDocument, AdminDocument, CustomerDocument)
-
-
-class _BaseClassCollection:
-    """What a framework base answers for its collection: nothing that reaches a server.
-
-    ``init_beanie`` initialises every parent class of a model, bases included, and reads
-    each one's indexes (``listIndexes``) — a command on a collection nobody uses, which
-    would show up in the metrics. The bases declare no index, so Beanie gets an empty
-    answer here; anything else is a routing mistake and says so.
-    """
-
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    async def index_information(self) -> dict[str, Any]:
-        return {}
-
-    def __getattr__(self, attribute: str) -> Any:
-        if attribute.startswith("_"):  # copy, pickle and hasattr() probes
-            raise AttributeError(attribute)
-        raise RoutingError(
-            f"{self._name} is a base class, not a collection: query a model derived from it"
-        )
 
 
 # Pydantic wraps ``model_post_init`` once more at every class level that inherits private
@@ -342,18 +297,3 @@ def group_of(model: type[Document]) -> str | None:
     if customer:
         return "customer"
     return None
-
-
-@contextmanager
-def beanie_initialising() -> Iterator[None]:
-    """Mark the enclosed ``init_beanie`` calls: models hand Beanie their raw collection."""
-    token = _initialising.set(True)
-    try:
-        yield
-    finally:
-        _initialising.reset(token)
-
-
-def install_collection(model: type[Document], collection: Any) -> None:
-    """Make ``collection`` what ``model.get_pymongo_collection()`` returns from now on."""
-    type.__setattr__(model, _COLLECTION_ATTR, collection)
