@@ -1,53 +1,23 @@
-"""Health reports: is each group's database reachable, how fast, and in what shape.
+"""The health report's types, and the two ways a report is amended.
 
 A report is data (frozen dataclasses); deciding what to alert on belongs to whoever
-reads it. Every check is bounded by a timeout so a dead database can't hang a probe,
-and goes through the group's circuit breaker: while it is open the group is reported
-``down`` without a network round trip, and while it is half-open a health ping may be
-the one probe that closes it. Beyond the ping, a group's report carries the breaker's
-state, its pool's figures, the topology the driver sees and the alerts (thresholds
-crossed) that make it ``degraded``; the report carries the latest process sample.
-
-A check never raises for a server fault: whatever the server does (refuse, reset,
-hang after answering the ping), the fault becomes the group's ``error`` line.
-
-The readiness rule (what makes a group ``down``, hence the report not ready):
-
-* its breaker is open, or half-open with another caller's probe in flight — read at the
-  same instant as the ping's outcome is recorded, so the report can't say ready while
-  the breaker rejects the application's traffic;
-* the ping could not reach the server (refused, reset, no server selectable);
-* the ping (or, with migrations, the read of the migration log) timed out **and** no
-  operation of the application got an answer from that server within the last
-  ``recent_s`` seconds (the operation deadline): the server is silent (hung,
-  partitioned) — also when it hangs right after answering the ping.
-
-A check that timed out while the application's operations kept getting answers means the
-server is overloaded, not gone: the group is ``degraded`` and stays ready. Every replica of an
-application sees the same overload at the same moment, so failing readiness then would
-pull all of them out of the load balancer at once and turn slowness into an outage;
-the breaker (fed by the application's own operations) still takes a replica out if
-its operations start failing in a row.
+reads it. This module is the catalogue of those types — :class:`HealthReport`, the
+:class:`GroupHealth` of each group and the :class:`PoolHealth`, :class:`TopologyHealth`
+and :class:`ServerHealth` it carries — with :func:`with_details` (pool, topology,
+alerts, process) and :func:`mark_down`, which recompute the overall status. How a group
+earns its status is :mod:`insightdb.runtime.health.checks`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import pymongo
 from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 
-from insightdb.exceptions import DatabaseUnavailable, InsightDBError
 from insightdb.monitoring.metrics import PoolMetrics, ProcessMetrics
-from insightdb.resilience._driver_errors import masked_first_line
-from insightdb.resilience.breaker import BreakerState
-from insightdb.resilience.guard import ClientGuard
 
 __all__ = [
     "GroupHealth",
@@ -56,12 +26,9 @@ __all__ = [
     "ServerHealth",
     "Status",
     "TopologyHealth",
-    "answered_recently",
-    "check_groups",
-    "is_silence",
     "mark_down",
-    "read_migrations",
     "with_details",
+    "worst",
 ]
 
 Status = Literal["ok", "degraded", "down"]
@@ -223,12 +190,13 @@ class HealthReport:
         }
 
 
-def _worst(statuses: Iterable[Status]) -> Status:
-    worst: Status = "ok"
+def worst(statuses: Iterable[Status]) -> Status:
+    """Return the worst of ``statuses`` (``"ok"`` when there is none)."""
+    result: Status = "ok"
     for status in statuses:
-        if _RANK[status] > _RANK[worst]:
-            worst = status
-    return worst
+        if _RANK[status] > _RANK[result]:
+            result = status
+    return result
 
 
 def with_details(
@@ -259,7 +227,7 @@ def with_details(
         )
     return replace(
         report,
-        status=_worst(g.status for g in groups.values()),
+        status=worst(g.status for g in groups.values()),
         groups=groups,
         process=process if process is not None else report.process,
     )
@@ -276,229 +244,4 @@ def mark_down(report: HealthReport, errors: Mapping[str, str]) -> HealthReport:
         name: replace(group, status="down", error=errors[name]) if name in errors else group
         for name, group in report.groups.items()
     }
-    return replace(report, status=_worst(g.status for g in groups.values()), groups=groups)
-
-
-def is_silence(exc: BaseException) -> bool:
-    """Tell whether ``exc`` is a timeout that overload could explain too.
-
-    A refused or reset connection, or no server to select (the driver's monitor, on its
-    own connection, could not reach it either), is not: the server is unreachable.
-    """
-    if isinstance(exc, ServerSelectionTimeoutError):
-        return False
-    return isinstance(exc, TimeoutError) or bool(getattr(exc, "timeout", False))
-
-
-def answered_recently(guard: ClientGuard | None, recent_s: float) -> bool:
-    """Whether the application's operations through ``guard`` got an answer from the
-    server within the last ``recent_s`` seconds (evidence of overload, not silence)."""
-    if guard is None:
-        return False
-    return guard.last_answer_at >= guard.clock() - recent_s
-
-
-async def read_migrations(
-    read: Callable[[str], Awaitable[list[str]]],
-    groups: Sequence[str],
-    *,
-    guards: Mapping[str, ClientGuard],
-    timeout_s: float,
-    recent_s: float | None = None,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Read the pending revisions of every group concurrently, within ``timeout_s``.
-
-    A server fault never escapes: a group whose log can't be read is listed under
-    ``"unread"`` as ``"overloaded"`` (a timeout while the application's operations got
-    answers within ``recent_s``) or ``"down"``, or ``"error"`` for a fault of the
-    files themselves.
-
-    Args:
-        read: Returns one group's pending revisions (raises on any failure).
-        groups: The groups to read.
-        guards: Per group, its client's guard (to tell overload from silence).
-        timeout_s: The bound of the whole read.
-        recent_s: How recent an answer to the application shows overload rather than
-            silence (default ``timeout_s``).
-
-    Returns:
-        The report's ``migrations`` entry — ``{"pending": {group: [...]}}`` plus, when a
-        group was not read, ``"error"`` (one line) and ``"unread"`` (group → fault) —
-        and, per group found down by the read, the line to mark it down with.
-    """
-
-    async def one(group: str) -> list[str] | BaseException:
-        try:
-            async with asyncio.timeout(timeout_s):
-                with pymongo.timeout(timeout_s):
-                    return await read(group)
-        except (PyMongoError, TimeoutError, InsightDBError) as exc:
-            return exc
-
-    recent = timeout_s if recent_s is None else max(recent_s, timeout_s)
-    results = await asyncio.gather(*(one(g) for g in groups))
-    pending: dict[str, list[str]] = {}
-    unread: dict[str, str] = {}
-    errors: list[str] = []
-    down: dict[str, str] = {}
-    for group, result in zip(groups, results, strict=True):
-        if not isinstance(result, BaseException):
-            pending[group] = result
-            continue
-        fault: BaseException = result
-        if isinstance(result, DatabaseUnavailable) and result.driver_error is not None:
-            fault = result.driver_error
-        line = f"{group}: migration log: {_one_line(result)}"
-        errors.append(line)
-        if not isinstance(fault, PyMongoError | TimeoutError | DatabaseUnavailable):
-            unread[group] = "error"
-        elif is_silence(fault) and answered_recently(guards.get(group), recent):
-            unread[group] = "overloaded"
-        else:
-            unread[group] = "down"
-            down[group] = line
-    found: dict[str, Any] = {"pending": pending}
-    if unread:
-        found["error"] = "; ".join(errors)[:600]
-        found["unread"] = unread
-    return found, down
-
-
-@dataclass(frozen=True, slots=True)
-class _Ping:
-    latency: float | None = None
-    version: str | None = None
-    error: str | None = None
-    overloaded: bool = False
-    breaker: BreakerState | None = None
-
-
-async def check_groups(
-    targets: Mapping[str, tuple[AsyncMongoClient[Any], str]],
-    *,
-    timeout_s: float = 2.0,
-    guards: Mapping[str, ClientGuard] | None = None,
-    latency_threshold_ms: float | None = None,
-    recent_s: float | None = None,
-) -> HealthReport:
-    """Ping every group's client concurrently, each ping bounded by ``timeout_s``.
-
-    Never raises for a server fault: see the module's readiness rule for how a fault
-    becomes a group's status.
-
-    Args:
-        targets: Per group, its client and database name. Groups sharing a client are
-            pinged once.
-        timeout_s: The bound of each ping, in seconds.
-        guards: Per group, the guard (circuit breaker) of its client; the ping goes
-            through it, and its state — read when the ping's outcome is recorded — is
-            reported.
-        latency_threshold_ms: A ping slower than this makes the group ``degraded``.
-        recent_s: How recent an answer to the application's operations shows that a
-            timed-out ping means overload, not silence (default ``timeout_s``; the
-            runtime passes its operation deadline).
-    """
-    guards = guards or {}
-    recent = timeout_s if recent_s is None else max(recent_s, timeout_s)
-    distinct: dict[int, AsyncMongoClient[Any]] = {id(c): c for c, _ in targets.values()}
-    guard_of = {id(client): guards.get(group) for group, (client, _) in targets.items()}
-    pings = await asyncio.gather(
-        *(_ping(c, timeout_s, guard_of[key], recent) for key, c in distinct.items())
-    )
-    results = dict(zip(distinct, pings, strict=True))
-    groups: dict[str, GroupHealth] = {}
-    for group, (client, database) in targets.items():
-        ping = results[id(client)]
-        latency_ms = None if ping.latency is None else round(ping.latency * 1000, 3)
-        status: Status
-        if ping.overloaded:
-            status = "degraded"
-        elif ping.error:
-            status = "down"
-        elif latency_threshold_ms is not None and (latency_ms or 0.0) > latency_threshold_ms:
-            status = "degraded"
-        else:
-            status = "ok"
-        groups[group] = GroupHealth(
-            group=group,
-            database=database,
-            status=status,
-            latency_ms=latency_ms,
-            server_version=ping.version,
-            error=ping.error,
-            breaker=None if ping.breaker is None else ping.breaker.value,
-        )
-    return HealthReport(status=_worst(g.status for g in groups.values()), groups=groups)
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {masked_first_line(exc) or 'no answer'}"[:300]
-
-
-async def _ping(
-    client: AsyncMongoClient[Any],
-    timeout_s: float,
-    guard: ClientGuard | None,
-    recent_s: float,
-) -> _Ping:
-    if guard is not None:
-        try:
-            guard.before()
-        except DatabaseUnavailable as exc:  # an open breaker, or shutting down
-            return _Ping(error=_one_line(exc), breaker=guard.state)
-    version = guard.server_version if guard is not None else None
-    started = time.perf_counter()
-    latency: float | None = None
-    try:
-        async with asyncio.timeout(timeout_s):
-            with pymongo.timeout(timeout_s):
-                await client.admin.command("ping")
-                latency = time.perf_counter() - started
-                if version is None:  # read once per client: it changes only on upgrade
-                    info = await client.admin.command("buildInfo")
-                    version = str(info.get("version")) if info.get("version") else None
-    except (PyMongoError, TimeoutError) as exc:
-        return _failed(guard, exc, latency, recent_s, timeout_s)
-    if guard is None:
-        return _Ping(latency=latency, version=version)
-    guard.server_version = version
-    guard.succeeded(application=False)
-    state = guard.state  # read with the outcome: no await in between
-    if state is not BreakerState.CLOSED:  # opened by other traffic meanwhile
-        return _Ping(latency, version, _breaker_line(guard, state), breaker=state)
-    return _Ping(latency=latency, version=version, breaker=state)
-
-
-def _failed(
-    guard: ClientGuard | None,
-    exc: BaseException,
-    latency: float | None,
-    recent_s: float,
-    timeout_s: float,
-) -> _Ping:
-    error = _one_line(exc)
-    if latency is not None:
-        error = f"answered the ping, then: {error}"
-    if guard is None:
-        return _Ping(latency=latency, error=error)
-    overloaded = is_silence(exc) and answered_recently(guard, recent_s)
-    if overloaded:  # slow, not gone: a breaker failure would take the replica out
-        guard.abandon()
-    else:
-        guard.failed(exc)
-    state = guard.state
-    if state is not BreakerState.CLOSED:
-        return _Ping(latency, error=f"{_breaker_line(guard, state)}; {error}", breaker=state)
-    if overloaded:
-        return _Ping(
-            latency,
-            error=f"overloaded: no answer to the health check within {timeout_s:g}s, but "
-            f"the application's operations got answers within {recent_s:g}s ({error})",
-            overloaded=True,
-            breaker=state,
-        )
-    return _Ping(latency, error=error, breaker=state)
-
-
-def _breaker_line(guard: ClientGuard, state: BreakerState) -> str:
-    return f"{guard.name}: circuit breaker {state.value}"
+    return replace(report, status=worst(g.status for g in groups.values()), groups=groups)
