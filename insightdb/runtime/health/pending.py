@@ -2,7 +2,16 @@
 
 :func:`read_migrations` reads every group's pending revisions concurrently and within a
 bound, and tells a log the server won't serve (the group is ``down``) from one it is
-too busy to serve (overload) and from inconsistent files.
+too busy to serve (overload) and from inconsistent files. :func:`read_pending` is the
+started instance's reader: it asks :func:`insightdb.migrations.pending_migrations`.
+
+That is an import of a layer above the runtime, made inside the function and listed as
+a known exception in the import contracts, because ``await db.health()`` promises the
+pending revisions on every path — also after a plain ``insightdb.init()`` in an
+application that never imports :mod:`insightdb.migrations`. Inverting it (the migrations
+package registering a reader with the runtime) would need something above both layers
+that always runs first; the only such place is ``import insightdb``, whose ``__init__``
+only re-exports and configures nothing at import time.
 """
 
 from __future__ import annotations
@@ -17,8 +26,9 @@ from pymongo.errors import PyMongoError
 from insightdb.exceptions import DatabaseUnavailable, InsightDBError
 from insightdb.resilience.guard import ClientGuard
 from insightdb.runtime.health.checks import answered_recently, is_silence, one_line
+from insightdb.settings import GROUPS
 
-__all__ = ["read_migrations"]
+__all__ = ["read_migrations", "read_pending"]
 
 
 async def read_migrations(
@@ -85,3 +95,25 @@ async def read_migrations(
         found["error"] = "; ".join(errors)[:600]
         found["unread"] = unread
     return found, down
+
+
+async def read_pending(
+    db: Any, *, guards: Mapping[str, ClientGuard], timeout_s: float, recent_s: float
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`read_migrations` of every group of the started runtime ``db``.
+
+    Args:
+        db: The started :class:`~insightdb.InsightDB` (typed loosely: this layer can't
+            name it), whose databases hold the migration logs.
+        guards: Per group, its client's guard (to tell overload from silence).
+        timeout_s: The bound of the whole read.
+        recent_s: How recent an answer to the application shows overload.
+    """
+    from insightdb.migrations import pending_migrations
+
+    async def read(group: str) -> list[str]:
+        return (await pending_migrations(db, groups=[group]))[group]
+
+    return await read_migrations(
+        read, GROUPS, guards=guards, timeout_s=timeout_s, recent_s=recent_s
+    )
