@@ -14,7 +14,6 @@ Needs the ``metrics`` extra: ``pip install "insightdb[metrics]"``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 try:
     from prometheus_client import CollectorRegistry, generate_latest
@@ -34,24 +33,11 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installe
     ) from exc
 
 from insightdb.monitoring.metrics import Histogram, MetricsSnapshot
-
-if TYPE_CHECKING:
-    from insightdb.runtime.instance import InsightDB
+from insightdb.monitoring.source import MetricsSource, default_snapshot
 
 __all__ = ["CONTENT_TYPE_LATEST", "InsightDBCollector", "generate_metrics"]
 
 SnapshotSource = Callable[[], "MetricsSnapshot | None"]
-
-
-def _current_snapshot() -> MetricsSnapshot | None:
-    from insightdb.exceptions import InsightDBError
-    from insightdb.runtime import lifecycle
-
-    try:
-        db = lifecycle.current()
-    except InsightDBError:
-        return None
-    return db.metrics() if db.started else None
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
@@ -70,9 +56,9 @@ class InsightDBCollector:
             exported while none runs).
     """
 
-    def __init__(self, source: InsightDB | SnapshotSource | None = None) -> None:
+    def __init__(self, source: MetricsSource | SnapshotSource | None = None) -> None:
         if source is None:
-            self._source: SnapshotSource = _current_snapshot
+            self._source: SnapshotSource = default_snapshot
         elif callable(source):
             self._source = source
         else:
@@ -256,7 +242,7 @@ class InsightDBCollector:
         yield alerts
 
 
-def generate_metrics(source: InsightDB | SnapshotSource | None = None) -> bytes:
+def generate_metrics(source: MetricsSource | SnapshotSource | None = None) -> bytes:
     """Render insightdb's metrics in the Prometheus text format.
 
     Args:

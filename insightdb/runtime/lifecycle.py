@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from insightdb.exceptions import InsightDBError
+from insightdb.monitoring.source import publish
 from insightdb.runtime.discovery import ModelSpec
 from insightdb.runtime.instance import InsightDB
 from insightdb.runtime.transactions import DEFAULT_MAX_ATTEMPTS, Transaction
@@ -43,10 +44,12 @@ async def init(
     global _current
     if _current is not None:
         previous, _current = _current, None
+        publish(None)
         await previous.close()
     runtime = InsightDB(settings if settings is not None else get_settings(), models=models)
     await runtime.start()
     _current = runtime
+    publish(runtime)  # what the metrics exporter reads by default
     return runtime
 
 
@@ -54,6 +57,7 @@ async def close() -> None:
     """Close the runtime started by :func:`init`; does nothing if none is running."""
     global _current
     runtime, _current = _current, None
+    publish(None)
     if runtime is not None:
         await runtime.close()
 
@@ -88,6 +92,7 @@ async def connect(
         global _current
         if _current is runtime:
             _current = None
+            publish(None)
         await runtime.close()
 
 
