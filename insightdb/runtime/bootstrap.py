@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from insightdb._redact import mask_uri
-from insightdb.exceptions import ConfigurationError
+from insightdb.exceptions import ConfigurationError, DatabaseUnavailable
 from insightdb.resilience._driver_errors import is_connectivity_error, unavailable
 from insightdb.runtime.connections import ConnectionHandler
 from insightdb.runtime.documents import beanie_initialising
@@ -31,7 +31,7 @@ from insightdb.settings import GROUPS, Settings
 if TYPE_CHECKING:
     from insightdb.testing.server import EmbeddedServer
 
-__all__ = ["init_models", "resolve_uris", "wait_reachable"]
+__all__ = ["connect_and_init", "init_models", "resolve_uris", "wait_reachable"]
 
 
 async def resolve_uris(
@@ -139,3 +139,46 @@ async def init_models(
     with clean_bases(), beanie_initialising():
         await asyncio.gather(*(init_group(g) for g in GROUPS))
     return resolve_collections(registry)
+
+
+async def connect_and_init(
+    settings: Settings, handler: ConnectionHandler, registry: ModelRegistry
+) -> tuple[ModelRegistry, dict[str, frozenset[str]]]:
+    """:func:`wait_reachable` and :func:`init_models` at once; the reachability check decides.
+
+    Beanie's first round trip waits for the same server selection as the first ping, so
+    on a cluster that answers the two overlap instead of running one after the other.
+    What a failed start raises is unchanged:
+
+    * the check fails (no answer within the startup bounds, an unknown host, refused
+      credentials): Beanie's initialisation is cancelled and the check's error is raised
+      as soon as the check gives up — never later because initialisation was waiting;
+    * the check succeeds but initialisation failed because the server was not
+      reachable yet (it answered a later ping, after a backoff): initialisation runs
+      again, once;
+    * any other failure of initialisation (an index conflict, a routing error) is
+      raised once the check has answered.
+
+    Returns:
+        What :func:`init_models` returns.
+
+    Raises:
+        DatabaseUnavailable: A cluster did not answer within the startup bounds.
+        ConfigurationError: A failure no retry can fix (unknown host, authentication).
+    """
+    reach = asyncio.ensure_future(wait_reachable(settings, handler))
+    init = asyncio.ensure_future(init_models(handler, registry))
+    try:
+        await asyncio.wait((reach, init), return_when=asyncio.FIRST_EXCEPTION)
+        await reach  # the check's verdict first: its error explains a failed start best
+    finally:
+        for task in (reach, init):
+            if not task.done():
+                task.cancel()
+        # Collected so that no task's exception goes unretrieved when another is raised.
+        await asyncio.gather(reach, init, return_exceptions=True)
+    try:
+        return init.result()
+    except DatabaseUnavailable:
+        # The server answered the check only after this attempt stopped waiting for it.
+        return await init_models(handler, registry)

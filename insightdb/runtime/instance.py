@@ -27,7 +27,7 @@ from loguru import logger
 from insightdb.exceptions import InsightDBError
 from insightdb.monitoring import AlertHook, MetricsSnapshot, Monitoring
 from insightdb.resilience.breaker import CircuitBreaker
-from insightdb.runtime.bootstrap import init_models, resolve_uris, wait_reachable
+from insightdb.runtime.bootstrap import connect_and_init, resolve_uris
 from insightdb.runtime.connections import ConnectionHandler
 from insightdb.runtime.discovery import ModelSpec
 from insightdb.runtime.guarding import GuardedDrivers, build_guards
@@ -150,8 +150,9 @@ class InsightDB:
                 self._settings, uris=uris, event_listeners=self._monitoring.listeners()
             )
             self._drivers.guards = build_guards(self._settings, self._handler)
-            await wait_reachable(self._settings, self._handler)
-            self._registry, scoped = await init_models(self._handler, self._registry)
+            self._registry, scoped = await connect_and_init(
+                self._settings, self._handler, self._registry
+            )
             recorder = self._monitoring.commands
             self._drivers.install(self._settings, self._handler, self._registry, scoped, recorder)
             self._monitoring.start()

@@ -3,21 +3,41 @@
 Against the resolved server (the embedded one in CI) and loopback ports: a wrong password
 is reported as an authentication failure after one attempt, a host name that does not
 exist ends the wait before server selection times out, and neither message shows the
-password. A closed port stays "not reachable" after its retries.
+password — with and without models, whose initialisation runs beside the reachability
+check. A closed port stays "not reachable" after its retries; a server that starts
+answering only after a retry is used, its models initialised.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
+from urllib.parse import urlparse
 
 import pytest
 
 import insightdb
-from insightdb import ConfigurationError, DatabaseUnavailable, Settings, get_settings
+from insightdb import AdminDocument, ConfigurationError, DatabaseUnavailable, Settings, get_settings
 from insightdb.testing.plugin import ResolvedServer, unique_database_names
+from tests.faultproxy import FaultProxy
 
 PASSWORD = "Wr0ng/p@ss w:rd%"
+
+
+class StartupProbe(AdminDocument):
+    """A model, so that Beanie's initialisation runs beside the reachability check."""
+
+    name: str
+
+    class Settings:
+        name = "startup_probe"
+
+
+# Without models only the check runs; with one, init_beanie waits for the same server.
+WITH_AND_WITHOUT_MODELS = pytest.mark.parametrize(
+    "models", [[], [StartupProbe]], ids=["no models", "a model"]
+)
 # Generous bounds: one attempt is 3 s of server selection; the budget is 15 s.
 FAIL_FAST_S = 2.5
 
@@ -55,14 +75,15 @@ def _resolver_says_unknown(host: str) -> bool:
     return False
 
 
+@WITH_AND_WITHOUT_MODELS
 async def test_authentication_failure_is_reported_as_such_at_once(
-    insightdb_server: ResolvedServer,
+    insightdb_server: ResolvedServer, models: list[type[AdminDocument]]
 ) -> None:
     uri = _with_credentials(insightdb_server.uri, "nobody", PASSWORD)
     settings = _settings(uri)
     started = time.monotonic()
     with pytest.raises(ConfigurationError) as info:
-        await insightdb.init(settings, models=[])
+        await insightdb.init(settings, models=models)
     elapsed = time.monotonic() - started
 
     message = str(info.value)
@@ -76,7 +97,10 @@ async def test_authentication_failure_is_reported_as_such_at_once(
     assert info.value.driver_error is not None
 
 
-async def test_unknown_host_fails_before_server_selection_times_out() -> None:
+@WITH_AND_WITHOUT_MODELS
+async def test_unknown_host_fails_before_server_selection_times_out(
+    models: list[type[AdminDocument]],
+) -> None:
     host = "no-such-host.insightdb.invalid"  # .invalid never resolves (RFC 6761)
     if not _resolver_says_unknown(host):
         pytest.skip("this machine's resolver does not answer 'name not known' for .invalid")
@@ -84,7 +108,7 @@ async def test_unknown_host_fails_before_server_selection_times_out() -> None:
     settings = _settings(uri)
     started = time.monotonic()
     with pytest.raises(ConfigurationError) as info:
-        await insightdb.init(settings, models=[])
+        await insightdb.init(settings, models=models)
     elapsed = time.monotonic() - started
 
     message = str(info.value)
@@ -109,3 +133,40 @@ async def test_closed_port_is_still_retried() -> None:
     )
     with pytest.raises(DatabaseUnavailable, match=r"not reachable after 2 attempt\(s\)"):
         await insightdb.init(settings, models=[])
+
+
+async def test_a_server_that_answers_after_a_retry_is_used(
+    insightdb_server: ResolvedServer,
+) -> None:
+    """Beanie's first attempt gives up while the server is down; it runs again once it answers."""
+    target = urlparse(insightdb_server.uri)
+    assert target.hostname is not None
+    assert target.port is not None
+    with FaultProxy(target.hostname, target.port, max_lifetime_s=60) as proxy:
+        proxy.set_mode("refuse")
+        settings = _settings(proxy.uri(), max_attempts=20, initial_delay_s=0.05, max_delay_s=0.2)
+        settings = settings.model_copy(
+            # Under timeoutMS the driver waits for a server up to the operation's
+            # deadline: 0.5 s here, so Beanie's first attempt gives up before the heal.
+            update={
+                "timeouts": settings.timeouts.model_copy(
+                    update={"server_selection_ms": 300, "operation_ms": 500}
+                )
+            }
+        )
+
+        async def heal() -> None:
+            await asyncio.sleep(1.0)  # past Beanie's first attempt and the first pings
+            proxy.set_mode("pass")
+
+        healing = asyncio.create_task(heal())
+        try:
+            db = await insightdb.init(settings, models=[StartupProbe])
+        finally:
+            await healing
+        try:
+            await StartupProbe(name="after a retry").insert()
+            assert await StartupProbe.find(StartupProbe.name == "after a retry").count() == 1
+            assert "startup_probe" in await db.database("admin").list_collection_names()
+        finally:
+            await insightdb.close()
