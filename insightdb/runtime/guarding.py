@@ -85,6 +85,10 @@ class GuardedDrivers:
         """
         deadline_s = _seconds(settings.timeouts.operation_ms)
         fast_documents = settings.features.fast_documents
+        # Built anew on every start: after close() and start() on the same instance the
+        # driver clients are new, and a guarded client of the last start wraps a closed one.
+        self.clients = {}
+        self.databases = {}
         policies = {
             group: Policy(
                 group,

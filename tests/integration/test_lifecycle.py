@@ -153,6 +153,21 @@ async def test_init_twice_and_close_twice(insightdb_settings: Settings) -> None:
         third.database("admin")
 
 
+async def test_start_again_after_close_on_the_same_instance(insightdb_settings: Settings) -> None:
+    """A restarted instance hands out drivers of its new clients, not the closed ones."""
+    db = insightdb.InsightDB(insightdb_settings, models=[Operator, Shipment])
+    await db.start()
+    await db.close()
+    await db.start()
+    try:
+        await Operator(email="again@example.com").insert()
+        admin = db.database("admin")
+        assert await admin["operators"].count_documents({"email": "again@example.com"}) == 1
+        assert await db.client("admin").list_database_names()
+    finally:
+        await db.close()
+
+
 async def test_models_defined_after_an_earlier_init_work(insightdb_settings: Settings) -> None:
     """Beanie issue 1228: init_beanie dirties shared base classes; later models broke."""
     base_attrs = {cls: dict(vars(cls)) for cls in (AdminDocument, CustomerDocument)}
