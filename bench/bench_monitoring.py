@@ -45,7 +45,7 @@ BUDGETS: dict[str, dict[ServerKind, tuple[int, int]]] = {
     "find 100": {"canned": (40, 12), "embedded": (8, 6)},
     "find 1,000": {"canned": (24, 3)},
     "insert_one": {"canned": (60, 40), "embedded": (10, 20)},
-    "insert_many 1,000": {"canned": (16, 1)},
+    "insert_many 1,000": {"canned": (40, 1)},
     "update_many": {"canned": (60, 20)},
     "aggregate": {"canned": (60, 20)},
 }
