@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import pymongo
 import pytest
@@ -421,6 +422,32 @@ def test_health_down_when_nothing_listens(project: Path) -> None:
     assert report["status"] == "down"
     assert report["ready"] is False
     assert "not reachable" in report["error"]
+    assert "Traceback" not in result.stderr
+
+
+def test_health_down_when_the_credentials_are_refused(
+    project: Path, server_env: dict[str, str]
+) -> None:
+    password = "n0t-the/p@ss"
+    scheme, _, rest = server_env["INSIGHTDB_DATABASES__ADMIN__URI"].partition("://")
+    uri = f"{scheme}://nobody:{quote_plus(password)}@{rest.rpartition('@')[2]}"
+    env = {
+        **server_env,
+        "INSIGHTDB_DATABASES__ADMIN__URI": uri,
+        "INSIGHTDB_DATABASES__CUSTOMER__URI": uri,
+    }
+
+    result = run_cli("--env", "testing", "health", cwd=project, env=env, timeout=30)
+
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "down"
+    assert report["ready"] is False
+    assert "authentication failed" in report["error"]
+    assert "\n" not in report["error"]
+    for shown in (result.stdout, result.stderr):
+        assert password not in shown
+        assert quote_plus(password) not in shown
     assert "Traceback" not in result.stderr
 
 
