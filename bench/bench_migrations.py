@@ -45,10 +45,10 @@ from pymongo import AsyncMongoClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from insightdb.migrations.lock import LOCK_COLLECTION  # noqa: E402
-from insightdb.migrations.log import LOG_COLLECTION  # noqa: E402
 from insightdb.migrations.runner import Runner, RunOptions  # noqa: E402
-from insightdb.migrations.scripts import ScriptDirectory  # noqa: E402
+from insightdb.revisions.lock import LOCK_COLLECTION  # noqa: E402
+from insightdb.revisions.log import LOG_COLLECTION  # noqa: E402
+from insightdb.revisions.scripts import ScriptDirectory  # noqa: E402
 from insightdb.testing.server import EmbeddedServer  # noqa: E402
 
 DB = "bench_migrations"

@@ -156,10 +156,10 @@ async def finds(uri: str) -> list[ScenarioResult]:
 
 
 async def migrations(uri: str) -> list[dict[str, Any]]:
-    from insightdb.migrations.lock import LOCK_COLLECTION
-    from insightdb.migrations.log import LOG_COLLECTION
     from insightdb.migrations.runner import Runner, RunOptions
-    from insightdb.migrations.scripts import ScriptDirectory
+    from insightdb.revisions.lock import LOCK_COLLECTION
+    from insightdb.revisions.log import LOG_COLLECTION
+    from insightdb.revisions.scripts import ScriptDirectory
 
     rows: list[dict[str, Any]] = []
     sizes = MIGRATION_DOCS[:2] if QUICK else MIGRATION_DOCS

@@ -23,7 +23,7 @@ import typer
 from insightdb.cli.state import get_state, usage_error
 from insightdb.migrations import command
 from insightdb.migrations.runner import RunOptions, RunResult
-from insightdb.migrations.status import GroupStatus
+from insightdb.revisions.status import GroupStatus
 from insightdb.settings import Settings
 
 __all__ = ["command_help", "migrate_app"]

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from insightdb.exceptions import MigrationError
 from insightdb.migrations.databases import Databases, Runtime, connected, opened
-from insightdb.migrations.graph import Revision
 from insightdb.migrations.runner import Runner, RunOptions, RunResult
-from insightdb.migrations.scripts import ScriptDirectory
-from insightdb.migrations.status import GroupStatus
+from insightdb.revisions.graph import Revision
+from insightdb.revisions.pending import pending_revisions
+from insightdb.revisions.scripts import ScriptDirectory
+from insightdb.revisions.status import GroupStatus
 from insightdb.settings import GROUPS, Settings
 from insightdb.tenancy.guarded import driver_object
 
@@ -243,8 +244,9 @@ async def pending_migrations(
     """
     result: dict[str, list[str]] = {}
     for group in groups:
-        state = await _runner(db.settings, group, db, None).status()
-        result[group] = [r.revision.revision for r in state.pending]
+        # The log spans tenants by design: it is read through the driver's own database.
+        scripts = ScriptDirectory.from_settings(db.settings, group)
+        result[group] = await pending_revisions(scripts, driver_object(db.database(group)))
     return result
 
 

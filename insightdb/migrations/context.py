@@ -37,12 +37,12 @@ from insightdb.exceptions import MigrationError
 from insightdb.migrations import clientside, serverside
 from insightdb.migrations.batching import mark_filter
 from insightdb.migrations.clientside import Transform
-from insightdb.migrations.log import Checkpoint, MigrationLog
 from insightdb.migrations.progress import ProgressMode, Reporter, make_reporter
 from insightdb.migrations.steps import Step
+from insightdb.revisions.log import Checkpoint, MigrationLog
 
 if TYPE_CHECKING:
-    from insightdb.migrations.lock import MigrationLock
+    from insightdb.revisions.lock import MigrationLock
 
 __all__ = ["MigrationContext", "Transform"]
 

@@ -3,7 +3,7 @@
 The :class:`~insightdb.migrations.runner.Runner` takes the lock and plans; an
 :class:`Executor` then applies (``up``) or undoes (``down``) each planned revision. Every
 write is fenced by the lock's token (the log's writes through
-:meth:`MigrationLog.fenced <insightdb.migrations.log.MigrationLog.fenced>`, the batches
+:meth:`MigrationLog.fenced <insightdb.revisions.log.MigrationLog.fenced>`, the batches
 through :mod:`~insightdb.migrations.batching`). A revision runs each batch in a
 transaction when the server supports them (``use_transaction`` unset: probed; ``True``:
 required; ``False``: never) and otherwise with per-document idempotence markers, which
@@ -33,10 +33,10 @@ from insightdb.migrations.batching import MARKER_FIELD
 from insightdb.migrations.context import MigrationContext
 from insightdb.migrations.controllers import steps_of
 from insightdb.migrations.errors import describe_error
-from insightdb.migrations.lock import MigrationLock
-from insightdb.migrations.log import LOG_COLLECTION, LogEntry, MigrationLog
 from insightdb.migrations.progress import ProgressMode
-from insightdb.migrations.scripts import Script
+from insightdb.revisions.lock import MigrationLock
+from insightdb.revisions.log import LOG_COLLECTION, LogEntry, MigrationLog
+from insightdb.revisions.scripts import Script
 from insightdb.tenancy.context import unscoped
 
 __all__ = ["Executor", "downgrade_of"]

@@ -10,9 +10,9 @@ disagree — a log entry that no file defines, or an applied revision whose file
 from __future__ import annotations
 
 from insightdb.exceptions import MigrationError
-from insightdb.migrations.graph import Revision
-from insightdb.migrations.log import LogEntry
-from insightdb.migrations.scripts import Script, ScriptDirectory
+from insightdb.revisions.graph import Revision
+from insightdb.revisions.log import LogEntry
+from insightdb.revisions.scripts import Script, ScriptDirectory
 
 __all__ = ["adopted", "check_orphans", "downgrade_plan", "upgrade_plan"]
 

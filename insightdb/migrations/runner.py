@@ -1,8 +1,8 @@
 """The runner of one group: plans from the graph and the log, runs under the lock.
 
-:class:`Runner` joins a :class:`~insightdb.migrations.scripts.ScriptDirectory` (the
-files), a :class:`~insightdb.migrations.log.MigrationLog` and a
-:class:`~insightdb.migrations.lock.MigrationLock` on one database. Plans
+:class:`Runner` joins a :class:`~insightdb.revisions.scripts.ScriptDirectory` (the
+files), a :class:`~insightdb.revisions.log.MigrationLog` and a
+:class:`~insightdb.revisions.lock.MigrationLock` on one database. Plans
 (:mod:`~insightdb.migrations.planning`) are computed after the lock is taken, so a
 second process that waited finds nothing left to do; each planned revision is then run
 by an :class:`~insightdb.migrations.execution.Executor`, which fences every write with
@@ -22,13 +22,14 @@ from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from insightdb.exceptions import MigrationError
 from insightdb.migrations.execution import Executor, downgrade_of
-from insightdb.migrations.graph import Revision
-from insightdb.migrations.lock import MigrationLock, default_owner
-from insightdb.migrations.log import MigrationLog
 from insightdb.migrations.planning import adopted, downgrade_plan, upgrade_plan
 from insightdb.migrations.progress import ProgressMode
-from insightdb.migrations.scripts import ScriptDirectory
-from insightdb.migrations.status import GroupStatus, build_status
+from insightdb.revisions.graph import Revision
+from insightdb.revisions.lock import MigrationLock, default_owner
+from insightdb.revisions.log import MigrationLog
+from insightdb.revisions.pending import read_status
+from insightdb.revisions.scripts import ScriptDirectory
+from insightdb.revisions.status import GroupStatus
 
 __all__ = ["RunOptions", "RunResult", "Runner"]
 
@@ -106,10 +107,7 @@ class Runner:
 
     async def status(self) -> GroupStatus:
         """Return the group's revisions with their state (reads only)."""
-        holder = await self.lock().holder()
-        return build_status(
-            self.group, self.database.name, self.scripts, await self.log.entries(), holder
-        )
+        return await read_status(self.scripts, self.database, self.lock())
 
     async def upgrade(
         self,

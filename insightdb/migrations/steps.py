@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from insightdb.migrations.lock import MigrationLock
-from insightdb.migrations.log import Checkpoint
 from insightdb.migrations.progress import Reporter
+from insightdb.revisions.lock import MigrationLock
+from insightdb.revisions.log import Checkpoint
 
 if TYPE_CHECKING:
     from loguru import Logger

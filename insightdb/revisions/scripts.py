@@ -22,8 +22,8 @@ from types import ModuleType
 
 from insightdb._modules import load_file
 from insightdb.exceptions import MigrationError
-from insightdb.migrations.graph import Revision, RevisionGraph
-from insightdb.migrations.templates import STYLES, render
+from insightdb.revisions.graph import Revision, RevisionGraph
+from insightdb.revisions.templates import STYLES, render
 from insightdb.settings import GROUPS, Settings
 
 __all__ = ["Script", "ScriptDirectory", "checksum", "new_revision_id"]

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from insightdb.migrations.graph import Revision
-from insightdb.migrations.log import LogEntry
-from insightdb.migrations.scripts import ScriptDirectory
+from insightdb.revisions.graph import Revision
+from insightdb.revisions.log import LogEntry
+from insightdb.revisions.scripts import ScriptDirectory
 
 __all__ = ["GroupStatus", "RevisionState", "RevisionStatus", "build_status"]
 

@@ -35,7 +35,7 @@ from insightdb import (
     Settings,
 )
 from insightdb.fastapi import health_router, lifespan
-from insightdb.migrations.log import LOG_COLLECTION
+from insightdb.revisions.log import LOG_COLLECTION
 from insightdb.testing.plugin import ResolvedServer
 from tests.faultproxy import FaultProxy
 

@@ -21,8 +21,8 @@ from pymongo import AsyncMongoClient
 import insightdb
 from insightdb.exceptions import MigrationError, MigrationLockError, MultipleHeadsError
 from insightdb.migrations import RunOptions, command, pending_migrations, upgrade
-from insightdb.migrations.lock import LOCK_COLLECTION, MigrationLock
-from insightdb.migrations.log import LOG_COLLECTION
+from insightdb.revisions.lock import LOCK_COLLECTION, MigrationLock
+from insightdb.revisions.log import LOG_COLLECTION
 from insightdb.settings import Settings
 from insightdb.testing.plugin import ResolvedServer
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from insightdb.migrations.lock import LOCK_COLLECTION
-from insightdb.migrations.log import LOG_COLLECTION
+from insightdb.revisions.lock import LOCK_COLLECTION
+from insightdb.revisions.log import LOG_COLLECTION
 from insightdb.testing.plugin import ResolvedServer, unique_database_names
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient
 
 from insightdb.exceptions import MigrationError
 from insightdb.migrations import RunOptions, command
-from insightdb.migrations.log import LOG_COLLECTION
+from insightdb.revisions.log import LOG_COLLECTION
 from insightdb.settings import Settings
 from insightdb.testing.plugin import ResolvedServer
 

@@ -22,8 +22,8 @@ import pytest
 from pymongo import MongoClient
 
 from insightdb.migrations.batching import MARKER_FIELD
-from insightdb.migrations.lock import LOCK_COLLECTION
-from insightdb.migrations.log import LOG_COLLECTION
+from insightdb.revisions.lock import LOCK_COLLECTION
+from insightdb.revisions.log import LOG_COLLECTION
 from insightdb.testing.plugin import ResolvedServer, unique_database_names
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,7 @@ def test_concurrent_runners_with_a_loop_blocking_step_migrate_each_document_once
 # The revision kills its own process right before the checkpoint of its Nth batch: after
 # the batch's bulk write (markers), or before the batch's commit (transactions).
 KILL_BEFORE_CHECKPOINT = """
-from insightdb.migrations.log import MigrationLog
+from insightdb.revisions.log import MigrationLog
 
 kill_at = int(os.environ.get("KILL_AT_CHECKPOINT", "0"))
 original = MigrationLog.checkpoint

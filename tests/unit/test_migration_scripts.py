@@ -17,8 +17,8 @@ from insightdb.migrations.controllers import (
     _Output,
     steps_of,
 )
-from insightdb.migrations.scripts import ScriptDirectory, checksum
 from insightdb.migrations.serverside import is_unsupported
+from insightdb.revisions.scripts import ScriptDirectory, checksum
 from insightdb.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[2]

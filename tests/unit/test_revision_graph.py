@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from insightdb.exceptions import MigrationError, MultipleHeadsError
-from insightdb.migrations.graph import Revision, RevisionGraph
+from insightdb.revisions.graph import Revision, RevisionGraph
 
 
 def graph(*edges: tuple[str, tuple[str, ...]], label: str = "migrations/admin") -> RevisionGraph:

@@ -3,15 +3,10 @@
 :func:`read_migrations` reads every group's pending revisions concurrently and within a
 bound, and tells a log the server won't serve (the group is ``down``) from one it is
 too busy to serve (overload) and from inconsistent files. :func:`read_pending` is the
-started instance's reader: it asks :func:`insightdb.migrations.pending_migrations`.
-
-That is an import of a layer above the runtime, made inside the function and listed as
-a known exception in the import contracts, because ``await db.health()`` promises the
-pending revisions on every path — also after a plain ``insightdb.init()`` in an
-application that never imports :mod:`insightdb.migrations`. Inverting it (the migrations
-package registering a reader with the runtime) would need something above both layers
-that always runs first; the only such place is ``import insightdb``, whose ``__init__``
-only re-exports and configures nothing at import time.
+started instance's reader: it asks :func:`insightdb.revisions.pending_revisions`, the
+reading behind :func:`insightdb.migrations.pending_migrations` too, so
+``await db.health()`` lists them after a plain ``insightdb.init()`` with no import of
+a layer above the runtime (:mod:`insightdb.revisions` sits below it).
 """
 
 from __future__ import annotations
@@ -25,8 +20,10 @@ from pymongo.errors import PyMongoError
 
 from insightdb.exceptions import DatabaseUnavailable, InsightDBError
 from insightdb.resilience.guard import ClientGuard
+from insightdb.revisions import ScriptDirectory, pending_revisions
 from insightdb.runtime.health.checks import answered_recently, is_silence, one_line
 from insightdb.settings import GROUPS
+from insightdb.tenancy.guarded import driver_object
 
 __all__ = ["read_migrations", "read_pending"]
 
@@ -109,10 +106,11 @@ async def read_pending(
         timeout_s: The bound of the whole read.
         recent_s: How recent an answer to the application shows overload.
     """
-    from insightdb.migrations import pending_migrations
 
     async def read(group: str) -> list[str]:
-        return (await pending_migrations(db, groups=[group]))[group]
+        # The log spans tenants by design: it is read through the driver's own database.
+        scripts = ScriptDirectory.from_settings(db.settings, group)
+        return await pending_revisions(scripts, driver_object(db.database(group)))
 
     return await read_migrations(
         read, GROUPS, guards=guards, timeout_s=timeout_s, recent_s=recent_s
