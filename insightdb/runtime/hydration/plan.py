@@ -88,29 +88,14 @@ class DocumentPlan(WritePlan):
                 )
         return True
 
-    def private_state(self) -> dict[str, Any]:
-        """Return a fresh ``__pydantic_private__`` as Pydantic would initialise it."""
-        private = self.private_template.copy()
-        for name, factory in self.private_factories:
-            private[name] = factory()
-        return private
-
     def build(self, data: dict[str, Any]) -> Any:
         """Validate ``data`` into a model instance, as ``Model.model_validate(data)`` does.
 
         Raises:
             pydantic.ValidationError: ``data`` does not validate.
         """
-        assert self.validator is not None
-        values, extra, fields_set = self.validator.validate_python(data)
         document = _new(self.model)
-        _set(document, "__dict__", values)
-        _set(document, "__pydantic_extra__", extra)
-        _set(document, "__pydantic_fields_set__", fields_set)
-        private = self.private_template.copy()
-        for name, factory in self.private_factories:
-            private[name] = factory()
-        _set(document, "__pydantic_private__", private)
+        self.fill(document, data)
         return document
 
     def fill(self, document: Any, data: dict[str, Any]) -> None:
