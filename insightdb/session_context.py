@@ -27,7 +27,7 @@ from typing import Any
 
 from insightdb.exceptions import TransactionError
 
-__all__ = ["ActiveTransaction", "active_transaction"]
+__all__ = ["ActiveTransaction", "active_transaction", "current_task"]
 
 
 class ActiveTransaction:
@@ -66,7 +66,7 @@ class ActiveTransaction:
 
     def covers(self, client: Any) -> bool:
         """Tell whether an operation of ``client`` in the current task joins this."""
-        return client is self.client and _current_task() is self.owner
+        return client is self.client and current_task() is self.owner
 
     def session_for(self, client: Any, what: str) -> Any:
         """The session an operation on ``what`` (served by ``client``) must run in.
@@ -75,7 +75,7 @@ class ActiveTransaction:
             TransactionError: The operation runs in another task than the one that
                 opened the block, or on another cluster.
         """
-        if _current_task() is not self.owner:
+        if current_task() is not self.owner:
             raise TransactionError(
                 f"{what}: this task was started inside a transaction block ({self.label}) "
                 "but is not the task that opened it; it can't join the transaction (a "
@@ -91,7 +91,8 @@ class ActiveTransaction:
         return self.session
 
 
-def _current_task() -> asyncio.Task[Any] | None:
+def current_task() -> asyncio.Task[Any] | None:
+    """The running task (a block's owner), or ``None`` for a synchronous caller."""
     try:
         return asyncio.current_task()
     except RuntimeError:  # no running loop: a synchronous caller

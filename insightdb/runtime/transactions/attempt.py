@@ -18,7 +18,6 @@ The rules for each driver error are in :mod:`.policy`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from insightdb.runtime.transactions.policy import (
 from insightdb.session_context import (
     ActiveTransaction,
     active_transaction,
+    current_task,
     reset_active,
     set_active,
 )
@@ -95,7 +95,7 @@ class Attempt:
         self._session = session
         raw_client = getattr(client, "_raw", client)
         self._active = ActiveTransaction(
-            session._raw_session, raw_client, _task(), self._label, handle=session
+            session._raw_session, raw_client, current_task(), self._label, handle=session
         )
         self._token = set_active(self._active)
         return session
@@ -191,10 +191,3 @@ class Attempt:
                     self.error = exc
                     return
                 raise translate(self._label, exc) from exc
-
-
-def _task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
