@@ -176,24 +176,22 @@ class OperationMonitor:
         self, database: str, collection: str, operation: str, cluster: str
     ) -> tuple[_Series, _Window, str] | None:
         command = COMMAND_OF.get(operation, operation)
-        if not command:
-            if len(self._targets) < _TARGETS_PER_SERIES * (self._max_named + 1):
-                self._targets[(database, collection, operation, cluster)] = None
-            return None
+        target: tuple[_Series, _Window, str] | None = None  # no command: nothing to count
         with self._lock:
-            key = (database, collection, command)
-            series = self._series.get(key)
-            if series is None:
-                named = len(self._series) - (_OVERFLOW in self._series)
-                if named >= self._max_named:
-                    key = _OVERFLOW
-                    series = self._series.get(key)
+            if command:
+                key = (database, collection, command)
+                series = self._series.get(key)
                 if series is None:
-                    series = self._series[key] = _Series()
-            window = self._windows.get(cluster)
-            if window is None:
-                window = self._windows[cluster] = _Window()
-            target = (series, window, command)
+                    named = len(self._series) - (_OVERFLOW in self._series)
+                    if named >= self._max_named:
+                        key = _OVERFLOW
+                        series = self._series.get(key)
+                    if series is None:
+                        series = self._series[key] = _Series()
+                window = self._windows.get(cluster)
+                if window is None:
+                    window = self._windows[cluster] = _Window()
+                target = (series, window, command)
             # The look-up cache is bounded like the series: past the bound, operations on
             # yet more collections take this slower path instead of growing memory.
             if len(self._targets) < _TARGETS_PER_SERIES * (self._max_named + 1):
