@@ -28,7 +28,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import Contender, ScenarioResult, format_result, measure, write_results
+from bench.harness import (
+    Contender,
+    ScenarioResult,
+    format_result,
+    judge_overheads,
+    measure,
+    write_results,
+)
 from bench.models import TENANT
 from bench.scenarios import DATA_SCENARIOS, INSIGHT, QUIET, Scenario
 from bench.stack import ServerKind, Stack, open_server, open_stack
@@ -123,17 +130,8 @@ def psutil_cost(samples: int = PSUTIL_SAMPLES) -> dict[str, float]:
 
 def _goals(results: Sequence[ScenarioResult], sampling: dict[str, float]) -> list[dict[str, Any]]:
     goals: list[dict[str, Any]] = []
-    canned = [r for r in results if r.server == "canned"]
-    if canned:
-        parts, met = [], True
-        for result in canned:
-            on = result.measurement.ratio(ON, OFF, "cpu")
-            parts.append(
-                f"{result.scenario}: {on.paired_overhead:+.1%} "
-                f"(per-round IQR {on.q1 - 1:+.1%} to {on.q3 - 1:+.1%}; "
-                f"ratio of medians {on.overhead:+.1%})"
-            )
-            met = met and on.paired_overhead <= GOAL
+    parts, met = judge_overheads(results, ON, OFF, GOAL)
+    if parts:
         goals.append(
             {
                 "goal": "monitoring ≤ 5% client CPU on every scenario",

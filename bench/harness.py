@@ -388,6 +388,34 @@ class ScenarioResult:
         )
 
 
+def judge_overheads(
+    results: Sequence[ScenarioResult], name: str, baseline: str, bound: float
+) -> tuple[list[str], bool]:
+    """Judge ``name``'s client-CPU overhead over ``baseline`` on each canned-server scenario.
+
+    The overhead is the median of the per-round paired ratios (see :class:`Ratio`); each
+    part also gives their IQR and the ratio of medians.
+
+    Returns:
+        One ``"scenario: +x% (...)"`` part per scenario that measured both, and whether
+        every overhead is at most ``bound``.
+    """
+    parts, met = [], True
+    for result in results:
+        if result.server != "canned":
+            continue
+        found = result.ratio(name, baseline, "cpu")
+        if found is None:
+            continue
+        parts.append(
+            f"{result.scenario}: {found.paired_overhead:+.1%} "
+            f"(per-round IQR {found.q1 - 1:+.1%} to {found.q3 - 1:+.1%}; "
+            f"ratio of medians {found.overhead:+.1%})"
+        )
+        met = met and found.paired_overhead <= bound
+    return parts, met
+
+
 def _per_op(seconds: float) -> str:
     if seconds >= 0.1:
         return f"{seconds:.3f} s"

@@ -25,7 +25,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.harness import BUDGET_ENV, ScenarioResult, format_result, load_results, measure
+from bench.harness import (
+    BUDGET_ENV,
+    ScenarioResult,
+    format_result,
+    judge_overheads,
+    load_results,
+    measure,
+)
 from bench.models import TENANT
 from bench.report import (
     SERVER_TITLES,
@@ -343,17 +350,7 @@ def _monitoring_goals(
     script = next((s for s in sections if "monitor" in s.script), None)
     if script is not None and script.goals:
         return script.goals
-    parts, met = [], True
-    for result in results:
-        if result.server != "canned":
-            continue
-        ratio = result.ratio(INSIGHT, QUIET, "cpu")
-        if ratio is not None:
-            parts.append(
-                f"{result.scenario} {ratio.paired_overhead:+.1%} "
-                f"(ratio of medians {ratio.overhead:+.1%})"
-            )
-            met = met and ratio.paired_overhead <= 0.05
+    parts, met = judge_overheads(results, INSIGHT, QUIET, 0.05)
     where = (
         "bench/bench_monitoring.py does not exist yet"
         if script is None
@@ -368,7 +365,7 @@ def _monitoring_goals(
     return [
         Goal(
             "monitoring ≤ 5% client CPU on every scenario",
-            "insightdb vs insightdb with monitoring off: " + ", ".join(parts),
+            "insightdb vs insightdb with monitoring off: " + "; ".join(parts),
             met,
             f"data scenarios, canned server ({where})",
         )
