@@ -20,7 +20,6 @@ from pymongo.errors import PyMongoError
 
 from insightdb.exceptions import DatabaseUnavailable, InsightDBError
 from insightdb.resilience.guard import ClientGuard
-from insightdb.revisions import ScriptDirectory, pending_revisions
 from insightdb.runtime.health.checks import answered_recently, is_silence, one_line
 from insightdb.settings import GROUPS
 from insightdb.tenancy.guarded import driver_object
@@ -106,6 +105,10 @@ async def read_pending(
         timeout_s: The bound of the whole read.
         recent_s: How recent an answer to the application shows overload.
     """
+
+    # Imported on the first health report, not with insightdb: the revisions model costs
+    # about 16 ms to import and most processes never read it.
+    from insightdb.revisions import ScriptDirectory, pending_revisions
 
     async def read(group: str) -> list[str]:
         # The log spans tenants by design: it is read through the driver's own database.
